@@ -1,0 +1,333 @@
+"""The eventshard shard format, version 1: one sample as bytes, one shard as zstd frames, the index.
+
+Both sides import this module: ``shardgen`` to write, ``loader`` to read. It needs numpy,
+msgpack and zstandard only (no torch). ``docs/FORMAT.md`` describes the same bytes in prose.
+
+A sample is two tar members, ``<key>.events.msgpack`` and ``<key>.label.msgpack``, compressed
+together as one zstd frame. A shard ``<split>-NNNNNN.tar.zst`` is the concatenation of those
+frames followed by one frame holding the tar end-of-archive marker, so ``zstd -dc | tar t``
+lists it and one sample can be fetched with a byte-range read of its frame.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+import numpy as np
+import zstandard
+
+FORMAT_NAME = "eventshard"
+FORMAT_VERSION = 1
+TIME_UNIT = "us"
+EVENTS_SUFFIX = ".events.msgpack"
+LABEL_SUFFIX = ".label.msgpack"
+INDEX_NAME = "index.json"
+TAR_BLOCK = 512
+END_OF_ARCHIVE = bytes(2 * TAR_BLOCK)
+DEFAULT_ZSTD_LEVEL = 6
+
+# Hard limits a reader enforces before allocating anything (shards may come from untrusted storage).
+MAX_SAMPLE_BYTES = 1 << 31
+MAX_EVENTS = 1 << 31
+_COLUMN_DTYPES = {"u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8"}
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}$")
+_SHARD_RE = re.compile(r"^[a-z0-9_\-]+-[0-9]{6}\.tar\.zst$")
+
+
+class FormatError(ValueError):
+    """A shard, sample or index does not follow the eventshard format."""
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _smallest(values_min: int, values_max: int) -> str:
+    """Smallest little-endian integer type code (``u1`` … ``i8``) holding ``[values_min, values_max]``."""
+    kinds = ("u1", "u2", "u4", "u8") if values_min >= 0 else ("i1", "i2", "i4", "i8")
+    for code in kinds:
+        info = np.iinfo(np.dtype("<" + code))
+        if info.min <= values_min and values_max <= info.max:
+            return code
+    raise FormatError(f"values [{values_min}, {values_max}] do not fit 64 bits")
+
+
+def coord_dtype(extent: int) -> str:
+    """Type code for a coordinate column of a sensor axis with ``extent`` pixels."""
+    return _smallest(0, max(int(extent) - 1, 0))
+
+
+def _planes(values: np.ndarray, code: str) -> bytes:
+    """Column as byte planes: all lowest bytes first, then the next byte of every value, …."""
+    arr = np.ascontiguousarray(values, dtype="<" + code)
+    if arr.itemsize == 1:
+        return arr.tobytes()
+    return arr.view(np.uint8).reshape(-1, arr.itemsize).T.tobytes()
+
+
+def _unplanes(buf: bytes, code: str, n: int, what: str) -> np.ndarray:
+    """Inverse of :func:`_planes`; zero-copy for one-byte types."""
+    if code not in _COLUMN_DTYPES:
+        raise FormatError(f"column {what!r}: unknown dtype {code!r}")
+    dtype = np.dtype("<" + code)
+    if len(buf) != n * dtype.itemsize:
+        raise FormatError(f"column {what!r}: {len(buf)} bytes for {n} values of {code}")
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    if dtype.itemsize == 1:
+        return raw.view(dtype)
+    return np.ascontiguousarray(raw.reshape(dtype.itemsize, n).T).view(dtype).reshape(n)
+
+
+# --------------------------------------------------------------------------- one sample
+
+
+def encode_events(
+    t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, sensor_size: tuple[int, int]
+) -> bytes:
+    """Encode one sample's event columns as the ``events.msgpack`` payload.
+
+    Parameters
+    ----------
+    t, x, y, p : ndarray
+        Equal-length columns: time stamps (µs, any integer order), column, row, polarity (0/1).
+    sensor_size : (H, W)
+        Sensor height and width; ``x < W`` and ``y < H`` must hold.
+
+    Returns
+    -------
+    bytes
+        A msgpack map ``{n, t0, dt_dtype, dt, xy_dtype, x, y, p}``: ``t`` delta-coded in the
+        smallest integer type holding the deltas, ``x``/``y`` in the smallest unsigned type that
+        holds the sensor, multi-byte columns stored as byte planes, ``p`` bit-packed (LSB first).
+    """
+    n = int(len(t))
+    if not (len(x) == len(y) == len(p) == n):
+        raise FormatError(f"event columns differ in length: t {n}, x {len(x)}, y {len(y)}, p {len(p)}")
+    h, w = int(sensor_size[0]), int(sensor_size[1])
+    xy_code = coord_dtype(max(h, w))
+    t64 = np.asarray(t, dtype=np.int64)
+    if n:
+        xa = np.asarray(x)
+        ya = np.asarray(y)
+        if int(xa.min()) < 0 or int(xa.max()) >= w or int(ya.min()) < 0 or int(ya.max()) >= h:
+            raise FormatError(f"coordinates outside the {h}x{w} sensor")
+        dt = np.diff(t64)
+        dt_code = _smallest(int(dt.min()), int(dt.max())) if n > 1 else "u1"
+        t0 = int(t64[0])
+    else:
+        xa = ya = np.zeros(0, np.uint8)
+        dt = np.zeros(0, np.int64)
+        dt_code, t0 = "u1", 0
+    payload = {
+        "n": n,
+        "t0": t0,
+        "dt_dtype": dt_code,
+        "dt": _planes(dt, dt_code),
+        "xy_dtype": xy_code,
+        "x": _planes(xa, xy_code),
+        "y": _planes(ya, xy_code),
+        "p": np.packbits(np.asarray(p) != 0, bitorder="little").tobytes(),
+    }
+    return msgpack.packb(payload, use_bin_type=True)
+
+
+def _unpack_map(buf: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = msgpack.unpackb(buf, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise FormatError(f"{what}: not valid msgpack ({exc})") from None
+    if not isinstance(obj, dict):
+        raise FormatError(f"{what}: expected a msgpack map, got {type(obj).__name__}")
+    return obj
+
+
+def decode_events(buf: bytes) -> dict[str, np.ndarray]:
+    """Decode an ``events.msgpack`` payload into ``{"t": int64, "x", "y": uint, "p": uint8}`` arrays."""
+    m = _unpack_map(buf, "events")
+    try:
+        n, t0, dt_code, xy_code = int(m["n"]), int(m["t0"]), m["dt_dtype"], m["xy_dtype"]
+        dt_b, x_b, y_b, p_b = m["dt"], m["x"], m["y"], m["p"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"events: missing or bad field ({exc})") from None
+    if not 0 <= n <= MAX_EVENTS:
+        raise FormatError(f"events: bad event count {n}")
+    if not all(isinstance(b, bytes) for b in (dt_b, x_b, y_b, p_b)):
+        raise FormatError("events: columns must be msgpack bin")
+    x = _unplanes(x_b, xy_code, n, "x")
+    y = _unplanes(y_b, xy_code, n, "y")
+    if len(p_b) != (n + 7) // 8:
+        raise FormatError(f"events: column 'p' has {len(p_b)} bytes for {n} events")
+    p = np.unpackbits(np.frombuffer(p_b, np.uint8), count=n, bitorder="little")
+    t = np.empty(n, np.int64)
+    if n:
+        dt = _unplanes(dt_b, dt_code, n - 1, "dt")
+        t[0] = t0
+        np.cumsum(dt, out=t[1:], dtype=np.int64)
+        t[1:] += t0
+    elif dt_b:
+        raise FormatError("events: 'dt' not empty for an empty sample")
+    return {"t": t, "x": x, "y": y, "p": p}
+
+
+def encode_label(meta: Mapping[str, Any]) -> bytes:
+    """Encode the ``label.msgpack`` payload: a map with at least ``label`` (int) and ``class`` (str)."""
+    if "label" not in meta or "class" not in meta:
+        raise FormatError("label metadata needs 'label' and 'class'")
+    return msgpack.packb(dict(sorted(meta.items())), use_bin_type=True)
+
+
+def decode_label(buf: bytes) -> dict[str, Any]:
+    """Decode a ``label.msgpack`` payload into a dict (``label`` is an int)."""
+    m = _unpack_map(buf, "label")
+    if not isinstance(m.get("label"), int):
+        raise FormatError("label: field 'label' missing or not an integer")
+    return m
+
+
+def _tar_member(name: str, data: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    pad = (-len(data)) % TAR_BLOCK
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict") + data + bytes(pad)
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe sample key (relative, no ``..``), else raise :class:`FormatError`."""
+    if not isinstance(key, str) or not _KEY_RE.match(key) or ".." in key.split("/") or "//" in key:
+        raise FormatError(f"bad sample key {key!r}")
+    return key
+
+
+def sample_tar(key: str, events: bytes, label: bytes) -> bytes:
+    """The two tar members of one sample (no end-of-archive marker)."""
+    check_key(key)
+    return _tar_member(key + EVENTS_SUFFIX, events) + _tar_member(key + LABEL_SUFFIX, label)
+
+
+def split_sample_tar(buf: bytes) -> tuple[str, bytes, bytes]:
+    """Parse the tar members of one sample into ``(key, events_payload, label_payload)``."""
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(buf), mode="r:") as tf:
+            for info in tf:
+                if not info.isreg():
+                    raise FormatError(f"tar member {info.name!r} is not a regular file")
+                f = tf.extractfile(info)
+                members[info.name] = f.read() if f is not None else b""
+    except tarfile.TarError as exc:
+        raise FormatError(f"sample is not a valid tar stream ({exc})") from None
+    ev = [n for n in members if n.endswith(EVENTS_SUFFIX)]
+    if len(members) != 2 or len(ev) != 1:
+        raise FormatError(f"sample must hold one events and one label member, got {sorted(members)}")
+    key = check_key(ev[0][: -len(EVENTS_SUFFIX)])
+    if key + LABEL_SUFFIX not in members:
+        raise FormatError(f"sample {key!r} has no {LABEL_SUFFIX} member")
+    return key, members[ev[0]], members[key + LABEL_SUFFIX]
+
+
+def compress_frame(data: bytes, cctx: zstandard.ZstdCompressor) -> bytes:
+    """One zstd frame (with content size and checksum) holding ``data``."""
+    return cctx.compress(data)
+
+
+def new_compressor(level: int = DEFAULT_ZSTD_LEVEL) -> zstandard.ZstdCompressor:
+    """The zstd compressor the writer uses: content size and checksum in every frame, one thread."""
+    return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
+
+
+def decompress_frame(frame: bytes, dctx: zstandard.ZstdDecompressor) -> bytes:
+    """Decompress one sample frame, refusing frames that claim more than :data:`MAX_SAMPLE_BYTES`."""
+    try:
+        params = zstandard.get_frame_parameters(frame)
+        size = params.content_size
+        if size <= 0 or size > MAX_SAMPLE_BYTES:
+            raise FormatError(f"zstd frame declares {size} bytes")
+        return dctx.decompress(frame, max_output_size=size)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"corrupt zstd frame ({exc})") from None
+
+
+def encode_sample(
+    key: str,
+    t: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    p: np.ndarray,
+    meta: Mapping[str, Any],
+    sensor_size: tuple[int, int],
+    cctx: zstandard.ZstdCompressor,
+) -> bytes:
+    """Encode one sample all the way to its compressed shard frame."""
+    return compress_frame(sample_tar(key, encode_events(t, x, y, p, sensor_size), encode_label(meta)), cctx)
+
+
+def decode_sample(
+    frame: bytes, dctx: zstandard.ZstdDecompressor, events: bool = True
+) -> tuple[str, dict[str, np.ndarray] | None, dict[str, Any]]:
+    """Decode one compressed shard frame into ``(key, events or None, label meta)``."""
+    key, ev, lab = split_sample_tar(decompress_frame(frame, dctx))
+    return key, (decode_events(ev) if events else None), decode_label(lab)
+
+
+# --------------------------------------------------------------------------- shard set
+
+
+def shard_name(split: str, number: int) -> str:
+    """File name of shard ``number`` of ``split``: ``<split>-NNNNNN.tar.zst``."""
+    return f"{split}-{number:06d}.tar.zst"
+
+
+def validate_index(index: Any) -> dict[str, Any]:
+    """Check an ``index.json`` document and return it; raise :class:`FormatError` naming the problem."""
+    if not isinstance(index, dict):
+        raise FormatError("index.json: not a JSON object")
+    if index.get("format") != FORMAT_NAME:
+        raise FormatError(f"index.json: format is {index.get('format')!r}, expected {FORMAT_NAME!r}")
+    if index.get("version") != FORMAT_VERSION:
+        raise FormatError(f"index.json: version {index.get('version')!r}, this reader knows {FORMAT_VERSION}")
+    for field in ("dataset", "sensor_size", "classes", "splits"):
+        if field not in index:
+            raise FormatError(f"index.json: missing field {field!r}")
+    splits = index["splits"]
+    if not isinstance(splits, dict):
+        raise FormatError("index.json: 'splits' must be an object")
+    for split, info in splits.items():
+        total = 0
+        for i, shard in enumerate(info.get("shards", [])):
+            name = shard.get("file", "")
+            if not _SHARD_RE.match(name) or "/" in name:
+                raise FormatError(f"index.json: split {split!r} shard {i}: bad file name {name!r}")
+            offsets = shard.get("offsets")
+            if not isinstance(offsets, list) or len(offsets) != shard.get("samples", -1) + 1:
+                raise FormatError(f"index.json: shard {name}: offsets do not match the sample count")
+            if any(b <= a for a, b in zip(offsets, offsets[1:], strict=False)) or (offsets and offsets[0] != 0):
+                raise FormatError(f"index.json: shard {name}: offsets must start at 0 and increase")
+            total += shard["samples"]
+        if total != info.get("samples"):
+            raise FormatError(
+                f"index.json: split {split!r}: shards hold {total} samples, index says {info.get('samples')}"
+            )
+    return index
+
+
+def dumps_index(index: Mapping[str, Any]) -> bytes:
+    """Serialise an index deterministically (sorted keys, fixed indentation)."""
+    return (json.dumps(index, indent=1, sort_keys=True) + "\n").encode()
+
+
+def loads_index(data: bytes) -> dict[str, Any]:
+    """Parse and validate ``index.json`` bytes."""
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"index.json: not valid JSON ({exc})") from None
+    return validate_index(obj)

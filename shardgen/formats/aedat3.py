@@ -1,0 +1,186 @@
+"""AEDAT 3.1 reader (cAER; the DVS128 Gesture recordings).
+
+Layout (see ``docs/DATASETS.md`` and ``shared/FORMATS.md`` §2): ``#`` header lines ending with
+``#!END-HEADER\\r\\n``, then packets until end of file. Each packet is a 28-byte little-endian
+header (int16 eventType, int16 eventSource, int32 eventSize, int32 eventTSOffset,
+int32 eventTSOverflow, int32 eventCapacity, int32 eventNumber, int32 eventValid) followed by
+``eventCapacity * eventSize`` payload bytes. Polarity packets (type 1) hold 8-byte events:
+uint32 data (bit 0 valid, bit 1 polarity, bits 16–2 y, bits 31–17 x) and int32 timestamp.
+
+Value-for-value with SpikingJelly's ``load_aedat_v3``: every event slot of ``eventCapacity`` is
+kept (the valid bit is ignored) and ``t = uint32(timestamp) | eventTSOverflow << 31``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+END_HEADER = b"#!END-HEADER\r\n"
+PACKET_HEADER = struct.Struct("<hhiiiiii")
+POLARITY = 1
+POLARITY_EVENT_SIZE = 8
+_EVENT_DTYPE = np.dtype([("data", "<u4"), ("ts", "<u4")])
+
+
+class AedatError(ValueError):
+    """A file is not valid AEDAT 3.1; the message names the file and the byte offset."""
+
+
+@dataclass
+class Aedat3Events:
+    """Events of one AEDAT 3.1 file, in file order, plus what was skipped."""
+
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    p: np.ndarray
+    packets: int
+    skipped_packets: int
+    truncated_bytes: int = 0
+    """Bytes after the last complete event that were dropped (only with ``allow_truncated``)."""
+    event_starts: np.ndarray | None = None
+    event_counts: np.ndarray | None = None
+
+    def byte_offset(self, i: int) -> int:
+        """File offset of event ``i`` (for error messages)."""
+        ends = np.cumsum(self.event_counts)
+        k = int(np.searchsorted(ends, i, side="right"))
+        first = int(ends[k - 1]) if k else 0
+        return int(self.event_starts[k]) + POLARITY_EVENT_SIZE * (i - first)
+
+
+def header_end(data: bytes | memoryview, name: str) -> int:
+    """Byte offset where the packet data starts (just after the ``#!END-HEADER`` line)."""
+    view = memoryview(data)
+    if bytes(view[:11]) != b"#!AER-DAT3.":
+        raise AedatError(f"{name}: byte 0: not an AEDAT 3.x file (expected '#!AER-DAT3.', got {bytes(view[:12])!r})")
+    pos = 0
+    size = len(view)
+    while pos < size and view[pos] == 0x23:  # '#'
+        nl = bytes(view[pos : min(size, pos + 65536)]).find(b"\n")
+        if nl < 0:
+            break
+        line = bytes(view[pos : pos + nl + 1])
+        pos += nl + 1
+        if line == END_HEADER:
+            return pos
+    raise AedatError(f"{name}: byte {pos}: header has no '#!END-HEADER' line")
+
+
+def read_aedat3(data: bytes | memoryview, name: str, allow_truncated: bool = False) -> Aedat3Events:
+    """Decode every polarity event of an AEDAT 3.1 file held in memory.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    name : str
+        File name used in error messages.
+    allow_truncated : bool
+        Keep the complete events before a packet that runs past the end of the file instead of
+        raising; the dropped byte count is returned in ``truncated_bytes``.
+
+    Returns
+    -------
+    Aedat3Events
+        ``t`` int64 (µs), ``x``, ``y`` uint16, ``p`` uint8, in file order.
+
+    Raises
+    ------
+    AedatError
+        No ``#!END-HEADER``, a packet header or payload that runs past the end of the file, a
+        negative size field, or a polarity packet whose eventSize is not 8; the message names the
+        file and the byte offset of the offending packet.
+    """
+    view = memoryview(data)
+    size = len(view)
+    pos = header_end(view, name)
+    starts: list[int] = []
+    counts: list[int] = []
+    overflows: list[int] = []
+    packets = skipped = truncated = 0
+    unpack = PACKET_HEADER.unpack_from
+    # The packet chain can only be walked header by header (each header gives the next offset);
+    # this loop touches 28 bytes per packet and never an event. All event work is vectorised below.
+    while pos < size:
+        if size - pos < PACKET_HEADER.size:
+            if not allow_truncated:
+                raise AedatError(
+                    f"{name}: byte {pos}: truncated packet header ({size - pos} of 28 bytes); "
+                    "pass --allow-truncated to keep the events before it"
+                )
+            truncated += size - pos
+            break
+        etype, _src, esize, _tsoff, ovf, capacity, _num, _valid = unpack(view, pos)
+        if esize <= 0 or capacity < 0 or ovf < 0:
+            raise AedatError(
+                f"{name}: byte {pos}: bad packet header "
+                f"(eventSize {esize}, eventCapacity {capacity}, eventTSOverflow {ovf})"
+            )
+        if etype == POLARITY and esize != POLARITY_EVENT_SIZE:
+            raise AedatError(f"{name}: byte {pos}: polarity packet with eventSize {esize}, expected 8")
+        body = pos + PACKET_HEADER.size
+        end = body + capacity * esize
+        packets += 1
+        if end > size:
+            if not allow_truncated:
+                raise AedatError(
+                    f"{name}: byte {pos}: packet of {capacity}x{esize} bytes runs {end - size} bytes past "
+                    f"the end of the file ({size} bytes); pass --allow-truncated to keep the events before it"
+                )
+            if etype == POLARITY:
+                whole = (size - body) // POLARITY_EVENT_SIZE
+                if whole:
+                    starts.append(body)
+                    counts.append(whole)
+                    overflows.append(ovf)
+                truncated += size - body - whole * POLARITY_EVENT_SIZE
+            else:
+                truncated += size - body
+            break
+        if etype == POLARITY:
+            if capacity:
+                starts.append(body)
+                counts.append(capacity)
+                overflows.append(ovf)
+        else:
+            skipped += 1
+        pos = end
+    return _decode_polarity(view, starts, counts, overflows, packets, skipped, truncated)
+
+
+def _decode_polarity(
+    view: memoryview,
+    starts: list[int],
+    counts: list[int],
+    overflows: list[int],
+    packets: int,
+    skipped: int,
+    truncated: int,
+) -> Aedat3Events:
+    """Gather all polarity payloads into one record array and split the fields in one pass."""
+    total = int(sum(counts))
+    if total == 0:
+        z = np.zeros(0, np.uint16)
+        return Aedat3Events(np.zeros(0, np.int64), z, z.copy(), np.zeros(0, np.uint8), packets, skipped, truncated)
+    if len(starts) == 1:
+        rec = np.frombuffer(view, _EVENT_DTYPE, count=total, offset=starts[0])
+    else:
+        rec = np.frombuffer(
+            b"".join([view[s : s + c * POLARITY_EVENT_SIZE] for s, c in zip(starts, counts, strict=True)]),
+            _EVENT_DTYPE,
+        )
+    data = rec["data"]
+    t = rec["ts"].astype(np.int64)
+    ovf = np.asarray(overflows, dtype=np.int64)
+    if ovf.any():
+        t |= np.repeat(ovf << 31, counts)
+    x = ((data >> 17) & 0x7FFF).astype(np.uint16)
+    y = ((data >> 2) & 0x7FFF).astype(np.uint16)
+    p = ((data >> 1) & 1).astype(np.uint8)
+    return Aedat3Events(
+        t, x, y, p, packets, skipped, truncated, np.asarray(starts, np.int64), np.asarray(counts, np.int64)
+    )
