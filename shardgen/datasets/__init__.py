@@ -1,0 +1,18 @@
+"""Dataset modules, one per dataset id (see :mod:`shardgen.datasets.base` for what each defines)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+DATASETS: dict[str, str] = {
+    "dvs128-gesture": "shardgen.datasets.dvs128_gesture",
+}
+
+
+def get_dataset(dataset_id: str) -> ModuleType:
+    """The module of ``dataset_id``; ``ValueError`` listing the known ids otherwise."""
+    try:
+        return importlib.import_module(DATASETS[dataset_id])
+    except KeyError:
+        raise ValueError(f"unknown dataset {dataset_id!r}; known: {', '.join(sorted(DATASETS))}") from None

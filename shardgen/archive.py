@@ -1,0 +1,97 @@
+"""Reading the files a dataset's authors distribute: md5 checks and safe streaming of tar archives.
+
+Archives are never extracted to disk: members are streamed in the order they are stored and
+handed over as bytes. Member names are checked anyway, so a hostile archive cannot name a path
+outside the dataset (absolute paths, ``..``) or smuggle in links.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+try:  # ISA-L inflates about twice as fast as zlib; same bytes out.
+    from isal import igzip as _gzip
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    import gzip as _gzip
+
+
+class ArchiveError(ValueError):
+    """An archive or resource file is missing, corrupt, or names an unsafe path."""
+
+
+def md5_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex md5 of a file, read in 4 MiB chunks."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class HashingReader(io.RawIOBase):
+    """A read-only raw stream that feeds every byte read into an md5, so checking overlaps reading."""
+
+    def __init__(self, fh: BinaryIO):
+        super().__init__()
+        self._fh = fh
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.bytes = 0
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        """Fill ``buf`` from the file and hash what was read."""
+        n = self._fh.readinto(buf)
+        if n:
+            self.md5.update(memoryview(buf)[:n])
+            self.bytes += n
+        return n
+
+    def readable(self) -> bool:
+        """Always true."""
+        return True
+
+    def finish(self) -> str:
+        """Hash what was not read yet (trailing padding) and return the hex md5 of the whole file."""
+        while self.read(1 << 22):
+            pass
+        return self.md5.hexdigest()
+
+
+def safe_member_name(name: str, archive: str) -> PurePosixPath:
+    """The member path, or :class:`ArchiveError` if it is absolute or climbs out with ``..``."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or name.startswith(("/", "\\")) or ":" in path.parts[0]:
+        raise ArchiveError(f"{archive}: member {name!r} points outside the extraction folder")
+    return path
+
+
+class TarGzStream:
+    """Stream the regular files of a ``.tar.gz`` as ``(member path, bytes)``, in stored order.
+
+    Directories are passed over; links and device files are skipped (never followed); unsafe
+    names raise :class:`ArchiveError`. The compressed bytes are hashed as they are read, so after
+    the iteration :attr:`md5` holds the archive's md5 at no extra pass over the file.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.md5: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[PurePosixPath, bytes]]:
+        with open(self.path, "rb") as raw:
+            reader = HashingReader(raw)
+            try:
+                with _gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tf:
+                    for info in tf:
+                        member = safe_member_name(info.name, self.path.name)
+                        if not info.isreg():
+                            continue
+                        f = tf.extractfile(info)
+                        yield member, f.read() if f is not None else b""
+            except (tarfile.TarError, OSError, EOFError) as exc:  # BadGzipFile is an OSError
+                raise ArchiveError(f"{self.path}: not a readable tar.gz ({exc})") from None
+            self.md5 = reader.finish()

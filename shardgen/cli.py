@@ -1,0 +1,136 @@
+"""``shardgen`` command line: convert, list, info, verify, download."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shardgen.datasets import DATASETS, get_dataset
+from shardgen.writer import DEFAULT_SHARD_SIZE
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    mult = units.get(text[-1:], 1)
+    return int(float(text[:-1] if text[-1:] in units else text) * mult)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="shardgen", description="Neuromorphic datasets → streamable zstd tar shards.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("convert", help="convert a raw download into a shard set")
+    c.add_argument("dataset", choices=sorted(DATASETS))
+    c.add_argument("--raw", required=True, help="folder with the files as the dataset's authors distribute them")
+    c.add_argument("--out", required=True, help="output folder or URL (file://, s3://, …)")
+    c.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    c.add_argument("--shard-size", type=_size, default=DEFAULT_SHARD_SIZE, help="target bytes per shard (e.g. 32M)")
+    c.add_argument("--level", type=int, default=None, help="zstd level of the sample frames")
+    c.add_argument("--no-md5", action="store_true", help="do not check the published md5 sums (warns)")
+    c.add_argument("--allow-truncated", action="store_true", help="keep the events before damage in truncated files")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sub.add_parser("list", help="list the dataset ids")
+    i = sub.add_parser("info", help="describe a shard set")
+    i.add_argument("out")
+    v = sub.add_parser("verify", help="check sizes, sha256 and decode every sample of a shard set")
+    v.add_argument("out")
+    d = sub.add_parser("download", help="fetch a dataset's raw files (or say where to get them)")
+    d.add_argument("dataset", choices=sorted(DATASETS))
+    d.add_argument("--raw", required=True)
+    return ap
+
+
+def _print_summary(s: dict, out: str) -> None:
+    print(f"shard set      {out}")
+    print(f"recordings     {s['recordings']}")
+    for split, n in s["samples"].items():
+        per = ", ".join(f"{k}={v}" for k, v in s["samples_per_class"][split].items())
+        print(f"samples {split:<6} {n}  ({per})")
+    print(f"empty windows  {s['empty_windows']}")
+    print(f"events         {s['events']:,} in samples ({s['events_read']:,} read)")
+    print(f"shard bytes    {s['shard_bytes']:,}  ({s['bytes_per_event']} bytes/event)")
+    print(f"time           {s['seconds']:.2f} s  ({s['events_per_second']:,} events/s)")
+    if s["truncated_recordings"]:
+        print(f"truncated      {s['truncated_recordings']} recordings, {s['truncated_bytes']} bytes dropped")
+    for item in s["skipped"]:
+        print(f"skipped        {item}")
+    for w in s["warnings"]:
+        print(f"warning        {w}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``shardgen`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "list":
+            for ds in sorted(DATASETS):
+                print(ds)
+            return 0
+        if args.cmd == "convert":
+            from loader.format import DEFAULT_ZSTD_LEVEL
+            from shardgen.convert import convert
+
+            if args.no_md5:
+                print("shardgen: warning: md5 sums not checked (--no-md5)", file=sys.stderr)
+            s = convert(
+                args.dataset,
+                args.raw,
+                args.out,
+                workers=args.workers,
+                shard_size=args.shard_size,
+                allow_truncated=args.allow_truncated,
+                check_md5=not args.no_md5,
+                level=DEFAULT_ZSTD_LEVEL if args.level is None else args.level,
+                progress=not args.quiet,
+            )
+            for w in s["warnings"]:
+                print(f"shardgen: warning: {w}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(s, indent=1))
+            else:
+                _print_summary(s, args.out)
+            return 0
+        if args.cmd == "info":
+            from loader.shards import open_shard_set
+
+            ss = open_shard_set(args.out)
+            ix = ss.index
+            print(f"dataset      {ix['dataset']}  (format {ix['format']} v{ix['version']})")
+            print(f"sensor size  {ix['sensor_size'][0]}x{ix['sensor_size'][1]} (HxW)")
+            print(f"classes      {len(ix['classes'])}: {', '.join(ix['classes'])}")
+            for split, info in ix["splits"].items():
+                print(
+                    f"{split:<12} {info['samples']} samples, {info['events']:,} events, "
+                    f"{len(info['shards'])} shards, {info['bytes']:,} bytes"
+                )
+            return 0
+        if args.cmd == "verify":
+            from loader.shards import verify
+
+            rep = verify(args.out)
+            for p in rep["problems"]:
+                print(f"shardgen: {p}", file=sys.stderr)
+            print(f"{'OK' if rep['ok'] else 'FAILED'}: {rep['samples']} samples, {rep['events']:,} events checked")
+            return 0 if rep["ok"] else 1
+        if args.cmd == "download":
+            mod = get_dataset(args.dataset)
+            if not getattr(mod, "DOWNLOADABLE", False):
+                print(mod.WHERE.format(raw=Path(args.raw).resolve()))
+                return 2
+            mod.download(Path(args.raw))
+            return 0
+    except (ValueError, OSError) as exc:
+        print(f"shardgen: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("shardgen: interrupted; no index.json was written", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The conversion driver: raw download → samples (worker processes) → shards + ``index.json``.
+
+The main process walks the download (inflating an archive while the workers parse the
+recordings it already handed out), keeps at most ``workers + 1`` recordings in flight so memory
+stays bounded, and collects each recording's compressed sample frames as a part file. Once every
+recording is done and the split lists are known, the parts are appended to the shards in the
+dataset's order, so the output does not depend on which worker finished first.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
+from shardgen.datasets import get_dataset
+from shardgen.datasets.base import DatasetError, RecordingTask
+from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput
+
+TOOL_VERSION = "eventshard 0.1.0"
+
+
+@dataclass
+class RecordingResult:
+    """What a worker reports for one recording; the frames themselves are in ``part``."""
+
+    name: str
+    part: str
+    keys: list[str]
+    labels: list[int]
+    events: list[int]
+    sizes: list[int]
+    events_read: int
+    empty_windows: int
+    truncated_bytes: int
+    skipped_packets: int
+    warnings: list[str] = field(default_factory=list)
+
+
+_CCTX: dict[int, Any] = {}
+
+
+def process_recording(
+    dataset_id: str, task: RecordingTask, part: str, level: int, allow_truncated: bool
+) -> RecordingResult:
+    """Worker: cut one recording into samples and write their compressed frames to ``part``."""
+    mod = get_dataset(dataset_id)
+    cut = mod.cut(task, allow_truncated=allow_truncated)
+    cctx = _CCTX.get(level) or _CCTX.setdefault(level, new_compressor(level))
+    keys, labels, events, sizes = [], [], [], []
+    with open(part, "wb") as f:
+        for s in cut.samples:
+            frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, mod.SENSOR_SIZE, cctx)
+            f.write(frame)
+            keys.append(s.key)
+            labels.append(int(s.meta["label"]))
+            events.append(int(s.t.size))
+            sizes.append(len(frame))
+    return RecordingResult(
+        task.name,
+        part,
+        keys,
+        labels,
+        events,
+        sizes,
+        cut.events_read,
+        cut.empty_windows,
+        cut.truncated_bytes,
+        cut.skipped_packets,
+        cut.warnings,
+    )
+
+
+def _progress(total: int | None, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="rec", desc="recordings", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+
+def convert(
+    dataset_id: str,
+    raw: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    workers: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    allow_truncated: bool = False,
+    check_md5: bool = True,
+    level: int = DEFAULT_ZSTD_LEVEL,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Convert the raw download of ``dataset_id`` in ``raw`` into a shard set at ``out``.
+
+    Parameters
+    ----------
+    dataset_id : str
+        A key of :data:`shardgen.datasets.DATASETS`, e.g. ``"dvs128-gesture"``.
+    raw : path
+        The folder with the files as the dataset's authors distribute them (or extracted).
+    out : path or URL
+        Local folder, ``file://`` or any fsspec URL.
+    workers : int, optional
+        Worker processes (default: all cores).
+    shard_size : int
+        Target compressed bytes per shard.
+    allow_truncated : bool
+        Keep the events before the damage in truncated recordings (counted in the summary).
+    check_md5 : bool
+        Check the md5 of the downloaded files against the published values.
+    level : int
+        zstd level of the sample frames.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        The summary (also stored in ``index.json`` under ``"summary"``).
+
+    Raises
+    ------
+    DatasetError, shardgen.formats.aedat3.AedatError
+        On bad input, naming the file (and row or byte offset); no ``index.json`` is written.
+    """
+    t_start = time.perf_counter()
+    mod = get_dataset(dataset_id)
+    workers = max(1, workers or os.cpu_count() or 1)
+    src = mod.open_source(Path(raw), check_md5=check_md5)
+    results: dict[str, RecordingResult] = {}
+    with ShardSetOutput(out) as output:
+        parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=output.folder))
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        bar = _progress(None, progress)
+        try:
+            inflight: set[Future[RecordingResult]] = set()
+
+            def collect(done: set[Future[RecordingResult]]) -> None:
+                for fut in done:
+                    res = fut.result()
+                    results[res.name] = res
+                    bar.update(1)
+
+            for i, task in enumerate(src.recordings()):
+                if task.name in results:
+                    raise DatasetError(f"{raw}: recording {task.name} appears twice")
+                part = str(parts / f"{i:06d}.part")
+                inflight.add(pool.submit(process_recording, dataset_id, task, part, level, allow_truncated))
+                del task
+                if len(inflight) > workers:
+                    done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+                    collect(done)
+            done, _ = wait(inflight)
+            collect(done)
+            order = src.order()
+            index = _assemble(mod, src, order, results, output, shard_size, level)
+            summary = _summary(index, results, src)
+            index["summary"] = dict(summary)  # no clock values in the index: reruns give the same bytes
+            output.commit(index)
+            seconds = time.perf_counter() - t_start
+            summary["seconds"] = round(seconds, 3)
+            summary["events_per_second"] = round(summary["events"] / seconds) if seconds > 0 else None
+            return summary
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for info in getattr(output, "written", []):
+                (output.folder / info).unlink(missing_ok=True)
+            raise
+        finally:
+            bar.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            shutil.rmtree(parts, ignore_errors=True)
+            close = getattr(src, "close", None)
+            if close:
+                close()
+
+
+def _assemble(mod, src, order, results, output, shard_size, level) -> dict[str, Any]:
+    """Append every recording's part file to its split's shards in the dataset's order."""
+    listed = set()
+    splits: dict[str, Any] = {}
+    output.written = []
+    for split, names in order.items():
+        writer = output.writer(split, shard_size)
+        for name in names:
+            if name in listed:
+                raise DatasetError(f"recording {name} is listed twice in the split lists")
+            listed.add(name)
+            res = results.get(name)
+            if res is None:
+                raise DatasetError(f"{name}: listed for split {split!r} but not found in the download")
+            with open(res.part, "rb") as f:
+                for size, n in zip(res.sizes, res.events, strict=True):
+                    writer.add(f.read(size), n)
+            os.unlink(res.part)
+        splits[split] = writer.close()
+        output.written.extend(s["file"] for s in splits[split]["shards"])
+    src.skipped.extend(f"{name}: not in any split list" for name in sorted(set(results) - listed))
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "dataset": mod.ID,
+        "sensor_size": list(mod.SENSOR_SIZE),
+        "classes": list(src.classes),
+        "time_unit": TIME_UNIT,
+        "zstd_level": level,
+        "splits": splits,
+        "source": {"files": src.provenance, "tool": TOOL_VERSION},
+    }
+
+
+def _summary(index: dict[str, Any], results: dict[str, RecordingResult], src) -> dict[str, Any]:
+    """Counts for the closing report (and for ``index.json``)."""
+    classes = index["classes"]
+    per_class: dict[str, dict[str, int]] = {}
+    samples: dict[str, int] = {}
+    events = shard_bytes = 0
+    order = src.order()
+    for split, info in index["splits"].items():
+        samples[split] = info["samples"]
+        events += info["events"]
+        shard_bytes += info["bytes"]
+        c: Counter[int] = Counter()
+        for name in order[split]:
+            c.update(results[name].labels)
+        per_class[split] = {classes[k]: c.get(k, 0) for k in range(len(classes))}
+    warnings = [w for r in results.values() for w in r.warnings] + list(getattr(src, "warnings", []))
+    return {
+        "recordings": len(results),
+        "samples": samples,
+        "samples_per_class": per_class,
+        "empty_windows": sum(r.empty_windows for r in results.values()),
+        "events": events,
+        "events_read": sum(r.events_read for r in results.values()),
+        "truncated_recordings": sum(1 for r in results.values() if r.truncated_bytes),
+        "truncated_bytes": sum(r.truncated_bytes for r in results.values()),
+        "skipped_packets": sum(r.skipped_packets for r in results.values()),
+        "skipped": list(src.skipped),
+        "warnings": warnings,
+        "shard_bytes": shard_bytes,
+        "bytes_per_event": round(shard_bytes / events, 4) if events else None,
+    }

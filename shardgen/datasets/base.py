@@ -1,0 +1,78 @@
+"""What every dataset module provides, and the small records passed between the conversion stages.
+
+A dataset module (one per dataset, e.g. :mod:`shardgen.datasets.dvs128_gesture`) defines
+``ID``, ``SENSOR_SIZE``, ``open_source(raw, check_md5) -> Source`` (runs in the main process:
+finds and checks the download, yields one :class:`RecordingTask` per raw recording) and
+``cut(task, allow_truncated) -> CutRecording`` (runs in a worker process: parses one recording
+and cuts it into samples). :mod:`shardgen.convert` does the rest the same way for every dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """The raw download is missing, incomplete or malformed; the message names the file."""
+
+
+@dataclass
+class RecordingTask:
+    """One raw recording to cut into samples, as handed to a worker process."""
+
+    name: str
+    data: bytes | None = None
+    path: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def read(self) -> bytes:
+        """The recording's bytes (from memory, or read from ``path``)."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        with open(self.path, "rb") as f:
+            return f.read()
+
+
+@dataclass
+class CutSample:
+    """One sample: its key, its events (views into the recording) and its label metadata."""
+
+    key: str
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    p: np.ndarray
+    meta: dict[str, Any]
+
+
+@dataclass
+class CutRecording:
+    """Samples of one recording plus what the summary reports about it."""
+
+    samples: list[CutSample]
+    events_read: int = 0
+    empty_windows: int = 0
+    truncated_bytes: int = 0
+    skipped_packets: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class Source(Protocol):
+    """A checked raw download, ready to be walked once."""
+
+    classes: list[str]
+    provenance: list[dict[str, str]]
+    skipped: list[str]
+
+    def recordings(self) -> Iterator[RecordingTask]:
+        """Yield the recordings in the order they are stored (may raise :class:`DatasetError`)."""
+        ...
+
+    def order(self) -> dict[str, list[str]]:
+        """After :meth:`recordings` is exhausted: split → recording names in shard order."""
+        ...

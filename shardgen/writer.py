@@ -1,0 +1,207 @@
+"""Compressed sample frames → shard files and ``index.json``, atomically.
+
+A shard exists under its final name only once it is complete (written as ``.<name>.partial``,
+then renamed), and ``index.json`` is written last, after every shard, so an interrupted run
+never leaves a set that looks complete. Output to a URL is staged in a local folder and
+uploaded with fsspec, shards first and the index last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fsspec
+import zstandard
+
+from loader.format import (
+    END_OF_ARCHIVE,
+    INDEX_NAME,
+    FormatError,
+    dumps_index,
+    loads_index,
+    shard_name,
+)
+
+DEFAULT_SHARD_SIZE = 32 * 1024 * 1024
+_END_FRAME = zstandard.ZstdCompressor(level=1, write_content_size=True, write_checksum=True).compress(END_OF_ARCHIVE)
+
+
+@dataclass
+class _OpenShard:
+    name: str
+    path: Path
+    fh: BinaryIO
+    sha: Any = field(default_factory=hashlib.sha256)
+    offsets: list[int] = field(default_factory=lambda: [0])
+    events: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.offsets[-1]
+
+
+class ShardWriter:
+    """Append compressed sample frames of one split, rolling over to a new shard past ``shard_size``.
+
+    Parameters
+    ----------
+    folder : Path
+        Local folder the shards are written into.
+    split : str
+        Split name; shards are named ``<split>-NNNNNN.tar.zst``.
+    shard_size : int
+        Target compressed bytes per shard; a shard is closed before a sample that would pass it
+        (a shard always holds at least one sample).
+    """
+
+    def __init__(self, folder: Path, split: str, shard_size: int = DEFAULT_SHARD_SIZE):
+        if shard_size <= 0:
+            raise ValueError("shard_size must be positive")
+        self.folder = Path(folder)
+        self.split = split
+        self.shard_size = int(shard_size)
+        self.shards: list[dict[str, Any]] = []
+        self.samples = 0
+        self.events = 0
+        self._cur: _OpenShard | None = None
+
+    def add(self, frame: bytes | memoryview, n_events: int) -> None:
+        """Append one sample's compressed frame holding ``n_events`` events."""
+        cur = self._cur
+        if cur is not None and cur.size + len(frame) > self.shard_size:
+            self._close()
+            cur = None
+        if cur is None:
+            name = shard_name(self.split, len(self.shards))
+            path = self.folder / f".{name}.partial"
+            cur = self._cur = _OpenShard(name, path, open(path, "wb"))
+        cur.fh.write(frame)
+        cur.sha.update(frame)
+        cur.offsets.append(cur.size + len(frame))
+        cur.events += int(n_events)
+        self.samples += 1
+        self.events += int(n_events)
+
+    def _close(self) -> None:
+        cur = self._cur
+        if cur is None:
+            return
+        cur.fh.write(_END_FRAME)
+        cur.sha.update(_END_FRAME)
+        cur.fh.flush()
+        os.fsync(cur.fh.fileno())
+        cur.fh.close()
+        os.replace(cur.path, self.folder / cur.name)
+        self.shards.append(
+            {
+                "file": cur.name,
+                "samples": len(cur.offsets) - 1,
+                "events": cur.events,
+                "bytes": cur.size + len(_END_FRAME),
+                "sha256": cur.sha.hexdigest(),
+                "offsets": cur.offsets,
+            }
+        )
+        self._cur = None
+
+    def close(self) -> dict[str, Any]:
+        """Finish the open shard and return this split's index entry."""
+        self._close()
+        return {
+            "samples": self.samples,
+            "events": self.events,
+            "bytes": sum(s["bytes"] for s in self.shards),
+            "shards": self.shards,
+        }
+
+    def abort(self) -> None:
+        """Drop the partial shard (the finished ones stay, but no index will name them)."""
+        if self._cur is not None:
+            self._cur.fh.close()
+            self._cur.path.unlink(missing_ok=True)
+            self._cur = None
+
+
+def _is_local(out: str) -> bool:
+    return "://" not in out or out.startswith("file://")
+
+
+def _local_path(out: str) -> Path:
+    return Path(out[len("file://") :] if out.startswith("file://") else out)
+
+
+class ShardSetOutput:
+    """Where a shard set goes: a local folder written in place, or a URL staged locally then uploaded.
+
+    Use as a context manager: on error the staging area is cleaned and no ``index.json`` appears.
+    """
+
+    def __init__(self, out: str | os.PathLike[str]):
+        self.out = os.fspath(out)
+        self.local = _is_local(self.out)
+        self._tmp: str | None = None
+        if self.local:
+            self.folder = _local_path(self.out)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._forget_previous()
+        else:
+            self._tmp = tempfile.mkdtemp(prefix="eventshard-stage-")
+            self.folder = Path(self._tmp)
+            fs, path = fsspec.core.url_to_fs(self.out)
+            if fs.exists(f"{path}/{INDEX_NAME}"):
+                fs.rm(f"{path}/{INDEX_NAME}")
+
+    def _forget_previous(self) -> None:
+        """Remove an earlier run's index first (so the set is never 'complete' midway), then its shards."""
+        index = self.folder / INDEX_NAME
+        if not index.exists():
+            return
+        try:
+            old = loads_index(index.read_bytes())
+        except FormatError:
+            old = {"splits": {}}
+        index.unlink()
+        for info in old["splits"].values():
+            for shard in info.get("shards", []):
+                (self.folder / shard["file"]).unlink(missing_ok=True)
+
+    def writer(self, split: str, shard_size: int = DEFAULT_SHARD_SIZE) -> ShardWriter:
+        """A :class:`ShardWriter` for ``split`` in this output."""
+        return ShardWriter(self.folder, split, shard_size)
+
+    def commit(self, index: Mapping[str, Any]) -> None:
+        """Write ``index.json`` (atomically, last) and, for a URL, upload shards then the index."""
+        data = dumps_index(index)
+        loads_index(data)  # never publish an index this project could not read back
+        tmp = self.folder / f".{INDEX_NAME}.partial"
+        tmp.write_bytes(data)
+        if self.local:
+            os.replace(tmp, self.folder / INDEX_NAME)
+            return
+        fs, path = fsspec.core.url_to_fs(self.out)
+        fs.makedirs(path, exist_ok=True)
+        for info in index["splits"].values():
+            for shard in info["shards"]:
+                fs.put_file(str(self.folder / shard["file"]), f"{path}/{shard['file']}")
+        fs.put_file(str(tmp), f"{path}/{INDEX_NAME}")
+
+    def cleanup(self) -> None:
+        """Remove partial files (and the staging folder of a URL output)."""
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            return
+        for partial in self.folder.glob(".*.partial"):
+            partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> ShardSetOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
