@@ -30,7 +30,7 @@ LABEL_SUFFIX = ".label.msgpack"
 INDEX_NAME = "index.json"
 TAR_BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * TAR_BLOCK)
-DEFAULT_ZSTD_LEVEL = 6
+DEFAULT_ZSTD_LEVEL = 3
 
 # Hard limits a reader enforces before allocating anything (shards may come from untrusted storage).
 MAX_SAMPLE_BYTES = 1 << 31

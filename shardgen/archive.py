@@ -70,20 +70,22 @@ def safe_member_name(name: str, archive: str) -> PurePosixPath:
 
 
 class TarGzStream:
-    """Stream the regular files of a ``.tar.gz`` as ``(member path, bytes)``, in stored order.
+    """Stream the regular files of a ``.tar.gz`` as ``(member path, size, reader)``, in stored order.
 
-    Directories are passed over; links and device files are skipped (never followed); unsafe
-    names raise :class:`ArchiveError`. The compressed bytes are hashed as they are read, so after
-    the iteration :attr:`md5` holds the archive's md5 at no extra pass over the file.
+    ``reader`` is valid until the next member is requested. Directories are passed over; links and
+    device files are skipped (never followed); unsafe names raise :class:`ArchiveError`. With
+    ``hash_md5`` the compressed bytes are hashed as they are read, so after the iteration
+    :attr:`md5` holds the archive's md5 at no extra pass over the file.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, hash_md5: bool = True):
         self.path = Path(path)
+        self.hash_md5 = hash_md5
         self.md5: str | None = None
 
-    def __iter__(self) -> Iterator[tuple[PurePosixPath, bytes]]:
+    def __iter__(self) -> Iterator[tuple[PurePosixPath, int, BinaryIO]]:
         with open(self.path, "rb") as raw:
-            reader = HashingReader(raw)
+            reader = HashingReader(raw) if self.hash_md5 else raw
             try:
                 with _gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tf:
                     for info in tf:
@@ -91,7 +93,9 @@ class TarGzStream:
                         if not info.isreg():
                             continue
                         f = tf.extractfile(info)
-                        yield member, f.read() if f is not None else b""
+                        if f is not None:
+                            yield member, info.size, f
             except (tarfile.TarError, OSError, EOFError) as exc:  # BadGzipFile is an OSError
                 raise ArchiveError(f"{self.path}: not a readable tar.gz ({exc})") from None
-            self.md5 = reader.finish()
+            if isinstance(reader, HashingReader):
+                self.md5 = reader.finish()

@@ -23,10 +23,12 @@ from typing import Any
 
 from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
 from shardgen.datasets import get_dataset
-from shardgen.datasets.base import DatasetError, RecordingTask
+from shardgen.datasets.base import DatasetError, RecordingTask, read_all
+from shardgen.sharedbuf import SlotPool
 from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput
 
 TOOL_VERSION = "eventshard 0.1.0"
+SLOT_BYTES = 1 << 30  # virtual size of one shared slot; only the bytes written use memory
 
 
 @dataclass
@@ -137,29 +139,35 @@ def convert(
     results: dict[str, RecordingResult] = {}
     with ShardSetOutput(out) as output:
         parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=output.folder))
-        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        forking = sys.platform.startswith("linux")
+        ctx = multiprocessing.get_context("fork" if forking else "spawn")
+        # Shared slots must exist before the workers fork: recordings then reach them without a pipe.
+        slots = SlotPool(workers + 2, SLOT_BYTES) if forking else None
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         bar = _progress(None, progress)
         try:
-            inflight: set[Future[RecordingResult]] = set()
+            inflight: dict[Future[RecordingResult], object] = {}
 
             def collect(done: set[Future[RecordingResult]]) -> None:
                 for fut in done:
                     res = fut.result()
+                    if slots is not None:
+                        slots.release(inflight[fut])
+                    del inflight[fut]
                     results[res.name] = res
                     bar.update(1)
 
-            for i, task in enumerate(src.recordings()):
+            stage = slots.stage if slots is not None else read_all
+            for i, task in enumerate(src.recordings(stage)):
                 if task.name in results:
                     raise DatasetError(f"{raw}: recording {task.name} appears twice")
                 part = str(parts / f"{i:06d}.part")
-                inflight.add(pool.submit(process_recording, dataset_id, task, part, level, allow_truncated))
+                fut = pool.submit(process_recording, dataset_id, task, part, level, allow_truncated)
+                inflight[fut] = task.data
                 del task
                 if len(inflight) > workers:
-                    done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                    collect(done)
-            done, _ = wait(inflight)
-            collect(done)
+                    collect(wait(inflight, return_when=FIRST_COMPLETED).done)
+            collect(wait(inflight).done)
             order = src.order()
             index = _assemble(mod, src, order, results, output, shard_size, level)
             summary = _summary(index, results, src)
@@ -177,10 +185,9 @@ def convert(
         finally:
             bar.close()
             pool.shutdown(wait=True, cancel_futures=True)
+            if slots is not None:
+                slots.close()
             shutil.rmtree(parts, ignore_errors=True)
-            close = getattr(src, "close", None)
-            if close:
-                close()
 
 
 def _assemble(mod, src, order, results, output, shard_size, level) -> dict[str, Any]:

@@ -9,11 +9,22 @@ and cuts it into samples). :mod:`shardgen.convert` does the rest the same way fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import mmap
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
+
+from shardgen.sharedbuf import SlotRef
+
+Stage = Callable[[BinaryIO, int], "bytes | SlotRef"]
+"""How a source hands over a recording read from a stream: ``stage(reader, length)``."""
+
+
+def read_all(src: BinaryIO, length: int) -> bytes:
+    """The default :data:`Stage`: just read the bytes."""
+    return src.read(length)
 
 
 class DatasetError(ValueError):
@@ -25,17 +36,21 @@ class RecordingTask:
     """One raw recording to cut into samples, as handed to a worker process."""
 
     name: str
-    data: bytes | None = None
+    data: bytes | SlotRef | None = None
     path: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
 
-    def read(self) -> bytes:
-        """The recording's bytes (from memory, or read from ``path``)."""
+    def read(self) -> bytes | memoryview | mmap.mmap:
+        """The recording's bytes: from memory, a shared slot, or memory-mapped from ``path``."""
+        if isinstance(self.data, SlotRef):
+            return self.data.view()
         if self.data is not None:
             return self.data
         assert self.path is not None
         with open(self.path, "rb") as f:
-            return f.read()
+            if f.seek(0, 2) == 0:
+                return b""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 @dataclass
@@ -69,7 +84,7 @@ class Source(Protocol):
     provenance: list[dict[str, str]]
     skipped: list[str]
 
-    def recordings(self) -> Iterator[RecordingTask]:
+    def recordings(self, stage: Stage = read_all) -> Iterator[RecordingTask]:
         """Yield the recordings in the order they are stored (may raise :class:`DatasetError`)."""
         ...
 

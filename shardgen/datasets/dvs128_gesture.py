@@ -9,15 +9,15 @@ SpikingJelly stores the same sample under ``events_np/<split>/``. Split from
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from shardgen.archive import ArchiveError, TarGzStream, md5_file
-from shardgen.datasets.base import CutRecording, CutSample, DatasetError, RecordingTask
+from shardgen.datasets.base import CutRecording, CutSample, DatasetError, RecordingTask, Stage, read_all
 from shardgen.formats.aedat3 import read_aedat3
+from shardgen.sharedbuf import SlotRef
 
 ID = "dvs128-gesture"
 SENSOR_SIZE = (128, 128)
@@ -51,7 +51,6 @@ DEFAULT_CLASSES = [
     "air_guitar",
     "other_gestures",
 ]
-_SPILL_AFTER = 2  # recordings held in memory while waiting for their labels csv
 
 
 def parse_mapping(data: bytes, name: str) -> list[str]:
@@ -159,14 +158,18 @@ class GestureSource:
                     "file; pass --no-md5 to convert it anyway)"
                 )
 
-    def recordings(self) -> Iterator[RecordingTask]:
-        """Yield one task per recording that has a labels csv, in stored order."""
+    def recordings(self, stage: Stage = read_all) -> Iterator[RecordingTask]:
+        """Yield one task per recording that has a labels csv, in stored order.
+
+        ``stage(reader, length)`` takes each archived recording off the stream (the converter
+        passes one that fills shared memory, so workers need no copy).
+        """
         if self.archive is not None:
-            yield from self._from_archive(self.archive)
+            yield from self._from_archive(self.archive, stage)
         else:
             yield from self._from_folder(self.folder)
 
-    def _task(self, stem: str, data: bytes | None, path: str | None, labels: bytes) -> RecordingTask:
+    def _task(self, stem: str, data: bytes | SlotRef | None, path: str | None, labels: bytes) -> RecordingTask:
         return RecordingTask(
             name=stem,
             data=data,
@@ -174,50 +177,41 @@ class GestureSource:
             context={"labels": labels, "labels_name": f"{stem}_labels.csv", "classes": self.classes},
         )
 
-    def _from_archive(self, archive: Path) -> Iterator[RecordingTask]:
-        stream = TarGzStream(archive)
-        pending: dict[str, bytes | Path] = {}
+    def _from_archive(self, archive: Path, stage: Stage) -> Iterator[RecordingTask]:
+        stream = TarGzStream(archive, hash_md5=self.check_md5)
+        pending: dict[str, bytes | SlotRef] = {}  # recordings whose labels csv comes later
         labels: dict[str, bytes] = {}
-        spill = None
         try:
-            for member, data in stream:
+            for member, size, reader in stream:
                 base = member.name
                 if base in SPLIT_LISTS.values():
                     split = next(k for k, v in SPLIT_LISTS.items() if v == base)
-                    self._trials[split] = _parse_trials(data, f"{archive.name}:{member}")
+                    self._trials[split] = _parse_trials(reader.read(), f"{archive.name}:{member}")
                 elif base.endswith("_labels.csv"):
                     stem = base[: -len("_labels.csv")]
-                    labels[stem] = data
+                    labels[stem] = reader.read()
                     if stem in pending:
-                        yield self._pending_task(stem, pending.pop(stem), data)
+                        yield self._task(stem, pending.pop(stem), None, labels[stem])
                 elif base.endswith(".aedat"):
                     stem = base[: -len(".aedat")]
+                    data = stage(reader, size)
                     if stem in labels:
                         yield self._task(stem, data, None, labels[stem])
-                    elif len(pending) < _SPILL_AFTER:
-                        pending[stem] = data
                     else:
-                        spill = spill or tempfile.TemporaryDirectory(prefix="eventshard-spill-")
-                        path = Path(spill.name) / f"{stem}.aedat"
-                        path.write_bytes(data)
-                        pending[stem] = path
+                        pending[stem] = data
         except ArchiveError as exc:
             raise DatasetError(str(exc)) from None
-        finally:
-            self._spill = spill  # removed by close()
         self.skipped.extend(f"{stem}.aedat: no {stem}_labels.csv in the archive" for stem in sorted(pending))
+        if not self.check_md5:
+            self.provenance.insert(0, {"file": ARCHIVE, "md5": "not checked"})
+            return
         got = stream.md5 or ""
         self.provenance.insert(0, {"file": ARCHIVE, "md5": got})
-        if self.check_md5 and got != RESOURCES[ARCHIVE]:
+        if got != RESOURCES[ARCHIVE]:
             raise DatasetError(
                 f"{archive}: md5 {got} differs from the published {RESOURCES[ARCHIVE]} (corrupt or "
                 "different file; pass --no-md5 to convert it anyway)"
             )
-
-    def _pending_task(self, stem: str, held: bytes | Path, labels: bytes) -> RecordingTask:
-        if isinstance(held, Path):
-            return self._task(stem, None, str(held), labels)
-        return self._task(stem, held, None, labels)
 
     def _from_folder(self, folder: Path) -> Iterator[RecordingTask]:
         for split, fname in SPLIT_LISTS.items():
@@ -245,13 +239,6 @@ class GestureSource:
             if split not in self._trials:
                 raise DatasetError(f"{self.archive or self.folder}: no {fname} found")
         return {split: list(self._trials[split]) for split in SPLIT_LISTS}
-
-    def close(self) -> None:
-        """Remove spilled temporary files."""
-        spill = getattr(self, "_spill", None)
-        if spill is not None:
-            spill.cleanup()
-
 
 def open_source(raw: Path | str, check_md5: bool = True) -> GestureSource:
     """Find and check a DVS128 Gesture download in ``raw`` (see :class:`GestureSource`)."""
