@@ -71,15 +71,15 @@ def _planes(values: np.ndarray, code: str) -> bytes:
 
 
 def _unplanes(buf: bytes, code: str, n: int, what: str) -> np.ndarray:
-    """Inverse of :func:`_planes`; zero-copy for one-byte types."""
-    if code not in _COLUMN_DTYPES:
+    """Inverse of :func:`_planes`, as a new writable array."""
+    if not isinstance(code, str) or code not in _COLUMN_DTYPES:
         raise FormatError(f"column {what!r}: unknown dtype {code!r}")
     dtype = np.dtype("<" + code)
     if len(buf) != n * dtype.itemsize:
         raise FormatError(f"column {what!r}: {len(buf)} bytes for {n} values of {code}")
     raw = np.frombuffer(buf, dtype=np.uint8)
     if dtype.itemsize == 1:
-        return raw.view(dtype)
+        return raw.view(dtype).copy()  # writable: transforms may edit events in place
     return np.ascontiguousarray(raw.reshape(dtype.itemsize, n).T).view(dtype).reshape(n)
 
 
@@ -156,6 +156,8 @@ def decode_events(buf: bytes) -> dict[str, np.ndarray]:
         raise FormatError(f"events: missing or bad field ({exc})") from None
     if not 0 <= n <= MAX_EVENTS:
         raise FormatError(f"events: bad event count {n}")
+    if not -(2**63) <= t0 < 2**63:
+        raise FormatError(f"events: t0 {t0} outside int64")
     if not all(isinstance(b, bytes) for b in (dt_b, x_b, y_b, p_b)):
         raise FormatError("events: columns must be msgpack bin")
     x = _unplanes(x_b, xy_code, n, "x")
@@ -301,22 +303,32 @@ def validate_index(index: Any) -> dict[str, Any]:
     if not isinstance(splits, dict):
         raise FormatError("index.json: 'splits' must be an object")
     for split, info in splits.items():
+        if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
+            raise FormatError(f"index.json: split {split!r} must be an object with a 'shards' list")
         total = 0
-        for i, shard in enumerate(info.get("shards", [])):
+        for i, shard in enumerate(info["shards"]):
+            if not isinstance(shard, dict):
+                raise FormatError(f"index.json: split {split!r} shard {i}: not an object")
             name = shard.get("file", "")
-            if not _SHARD_RE.match(name) or "/" in name:
+            if not isinstance(name, str) or not _SHARD_RE.match(name):
                 raise FormatError(f"index.json: split {split!r} shard {i}: bad file name {name!r}")
-            offsets = shard.get("offsets")
-            if not isinstance(offsets, list) or len(offsets) != shard.get("samples", -1) + 1:
+            samples, offsets = shard.get("samples"), shard.get("offsets")
+            if not _is_int(samples) or samples < 0:
+                raise FormatError(f"index.json: shard {name}: 'samples' must be a non-negative integer")
+            if not isinstance(offsets, list) or len(offsets) != samples + 1 or not all(map(_is_int, offsets)):
                 raise FormatError(f"index.json: shard {name}: offsets do not match the sample count")
-            if any(b <= a for a, b in zip(offsets, offsets[1:], strict=False)) or (offsets and offsets[0] != 0):
+            if offsets[0] != 0 or any(b <= a for a, b in zip(offsets, offsets[1:], strict=False)):
                 raise FormatError(f"index.json: shard {name}: offsets must start at 0 and increase")
-            total += shard["samples"]
+            total += samples
         if total != info.get("samples"):
             raise FormatError(
                 f"index.json: split {split!r}: shards hold {total} samples, index says {info.get('samples')}"
             )
     return index
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def dumps_index(index: Mapping[str, Any]) -> bytes:

@@ -87,7 +87,7 @@ class TarGzStream:
         with open(self.path, "rb") as raw:
             reader = HashingReader(raw) if self.hash_md5 else raw
             try:
-                with _gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tf:
+                with _gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r:") as tf:
                     for info in tf:
                         member = safe_member_name(info.name, self.path.name)
                         if not info.isreg():

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import fsspec
 import zstandard
 
 from loader.format import (
@@ -129,6 +128,12 @@ class ShardWriter:
             self._cur = None
 
 
+def _url_to_fs(url: str) -> tuple[Any, str]:
+    import fsspec  # only URL outputs need it; keeps `shardgen convert` to a local folder quick to start
+
+    return fsspec.core.url_to_fs(url)
+
+
 def _is_local(out: str) -> bool:
     return "://" not in out or out.startswith("file://")
 
@@ -154,7 +159,7 @@ class ShardSetOutput:
         else:
             self._tmp = tempfile.mkdtemp(prefix="eventshard-stage-")
             self.folder = Path(self._tmp)
-            fs, path = fsspec.core.url_to_fs(self.out)
+            fs, path = _url_to_fs(self.out)
             if fs.exists(f"{path}/{INDEX_NAME}"):
                 fs.rm(f"{path}/{INDEX_NAME}")
 
@@ -185,7 +190,7 @@ class ShardSetOutput:
         if self.local:
             os.replace(tmp, self.folder / INDEX_NAME)
             return
-        fs, path = fsspec.core.url_to_fs(self.out)
+        fs, path = _url_to_fs(self.out)
         fs.makedirs(path, exist_ok=True)
         for info in index["splits"].values():
             for shard in info["shards"]:

@@ -1,0 +1,131 @@
+"""Benchmark: `shardgen convert dvs128-gesture` against SpikingJelly 2.0.0's event extraction.
+
+Generates a DVS128 Gesture download (real AEDAT 3.1 format, tar.gz), then in the same run:
+
+- the whole ``shardgen convert`` process (fresh interpreter, from the download folder to a finished
+  shard set; ``--no-md5`` because generated files cannot carry IBM's md5 sums);
+- SpikingJelly's ``DVS128Gesture(root, train=True/False, data_type='event')`` on the same files
+  (extract the tar.gz, parse, write ``events_np``), with only ``resource_url_md5`` overridden.
+
+Prints events/s of each and their ratio, bytes per event of the shards, the raw AEDAT files,
+SpikingJelly's ``events_np`` and the tar.gz, and the peak RSS of each process tree.
+
+    python scripts/bench_shardgen.py --recordings 6 --events-per-sample 300000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _peak_of(cmd: list[str]) -> tuple[float, int, str]:
+    """Run ``cmd`` under a fresh probe interpreter: wall seconds, peak RSS (KiB) of its process tree, stdout."""
+    probe = (
+        "import resource, subprocess, sys, time, json;"
+        "t=time.perf_counter(); r=subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "w=time.perf_counter()-t; sys.stderr.write(r.stderr);"
+        "print(json.dumps([w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.stdout, r.returncode]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
+    wall, peak, stdout, rc = json.loads(out.stdout)
+    if rc != 0:
+        raise SystemExit(f"{cmd[:4]} failed:\n{out.stderr}")
+    return wall, peak, stdout
+
+
+SJ_RUNNER = """
+import sys, json
+sys.path.insert(0, {root!r})
+from tests.sjcompat import import_spikingjelly_datasets
+import_spikingjelly_datasets()
+from spikingjelly.datasets.dvs128_gesture import DVS128Gesture
+md5 = json.loads({md5!r})
+class Generated(DVS128Gesture):
+    @classmethod
+    def resource_url_md5(cls):
+        return [(name, "generated", digest) for name, digest in md5.items()]
+n = [len(Generated({sjroot!r}, train=flag, data_type="event")) for flag in (True, False)]
+print(json.dumps(n))
+"""
+
+
+def _du(path: Path, pattern: str = "*") -> int:
+    return sum(p.stat().st_size for p in path.rglob(pattern) if p.is_file())
+
+
+def main() -> None:
+    """Parse flags, generate the set, run both tools, print the table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recordings", type=int, default=6, help="recordings (at least 6 for the issue's check)")
+    ap.add_argument("--events-per-sample", type=int, default=300_000, help="≈ DVS128 Gesture's 300k")
+    ap.add_argument("--workers", type=int, default=None, help="shardgen --workers (default: all cores)")
+    ap.add_argument("--workdir", default=None, help="keep files here instead of a temporary folder")
+    ap.add_argument("--skip-spikingjelly", action="store_true")
+    args = ap.parse_args()
+
+    from tests.gen_dvsgesture import write_gesture_download
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-shardgen-"))
+    shutil.rmtree(work, ignore_errors=True)
+    sjroot, out = work / "sj", work / "shards"
+    raw = sjroot / "download"
+    n_test = max(1, args.recordings // 3)
+    t0 = time.perf_counter()
+    gen = write_gesture_download(
+        raw, n_train=args.recordings - n_test, n_test=n_test, events_per_sample=args.events_per_sample,
+        seed=7, gzip_level=1, extracted=False,
+    )
+    events_read = sum(len(r["t"]) for r in gen.recordings.values())
+    print(f"generated {len(gen.recordings)} recordings, {events_read:,} events in {time.perf_counter() - t0:.1f} s")
+    targz = (raw / "DvsGesture.tar.gz").stat().st_size
+
+    cmd = [sys.executable, "-m", "shardgen.cli", "convert", "dvs128-gesture", "--raw", str(raw), "--out", str(out),
+           "--no-md5", "--quiet", "--json"]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
+    # warm the page cache the same way for both tools: each reads the tar.gz once before timing
+    (raw / "DvsGesture.tar.gz").read_bytes()
+    es_wall, es_rss, stdout = _peak_of(cmd)
+    summary = json.loads(stdout)
+    events = summary["events"]
+    shard_bytes = summary["shard_bytes"]
+
+    rows = [("eventshard: shardgen convert", es_wall, events / es_wall, es_rss, shard_bytes / events)]
+    if not args.skip_spikingjelly:
+        code = SJ_RUNNER.format(root=str(ROOT), md5=json.dumps(gen.md5), sjroot=str(sjroot))
+        sj_wall, sj_rss, sj_out = _peak_of([sys.executable, "-c", code])
+        n_sj = json.loads(sj_out.strip().splitlines()[-1])
+        sj_np = _du(sjroot / "events_np", "*.npz")
+        aedat = _du(sjroot / "extract", "*.aedat")
+        rows.append(("SpikingJelly 2.0.0: DVS128Gesture(event)", sj_wall, events / sj_wall, sj_rss, sj_np / events))
+        print(f"SpikingJelly samples: {n_sj[0]} train / {n_sj[1]} test; "
+              f"eventshard: {summary['samples']['train']} / {summary['samples']['test']}")
+    print()
+    print(f"{'tool':<42} {'wall s':>8} {'events/s':>14} {'peak RSS MiB':>13} {'bytes/event':>12}")
+    for name, wall, eps, rss, bpe in rows:
+        print(f"{name:<42} {wall:8.2f} {eps:14,.0f} {rss / 1024:13.0f} {bpe:12.3f}")
+    print()
+    print(f"events in samples: {events:,} ({events_read:,} in the recordings); cores: {os.cpu_count()}")
+    if not args.skip_spikingjelly:
+        print(f"speed ratio eventshard / SpikingJelly: {rows[0][2] / rows[1][2]:.1f}x")
+        print(f"bytes/event: shards {shard_bytes / events:.3f} | raw AEDAT {aedat / events_read:.3f} | "
+              f"SpikingJelly events_np {sj_np / events:.3f} | DvsGesture.tar.gz {targz / events_read:.3f}")
+    else:
+        print(f"bytes/event: shards {shard_bytes / events:.3f} | DvsGesture.tar.gz {targz / events_read:.3f}")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
