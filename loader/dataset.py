@@ -17,7 +17,7 @@ import zstandard
 from torch.utils.data import IterableDataset, get_worker_info
 
 from loader import frames as _frames
-from loader.format import decode_sample
+from loader.format import EVENT_COLUMNS, decode_sample
 from loader.shards import ShardSet, open_shard_set
 
 _DATA_TYPES = ("event", "frame")
@@ -164,12 +164,19 @@ class EventShardDataset(IterableDataset):
             return _frames.integrate_events_by_fixed_duration(events, self.duration, h, w)
         return _frames.integrate_events_by_fixed_frames_number(events, self.split_by, self.frames_number, h, w)
 
+    def _columns(self) -> tuple[str, ...]:
+        """Event columns the output needs: frames split by number never look at ``t``."""
+        if self.data_type == "frame" and self.split_by == "number" and self.transform is None:
+            return ("x", "y", "p")
+        return EVENT_COLUMNS
+
     def _samples(self, runs: list[tuple[int, int, int]]) -> Iterator[tuple[Any, ...]]:
         dctx = zstandard.ZstdDecompressor()
+        columns = self._columns()
         for shard_no, start, stop in runs:
             shard = self._shards[shard_no]
             for frame in self._set.iter_frames(shard, start, stop):
-                key, events, meta = decode_sample(frame, dctx)
+                key, events, meta = decode_sample(frame, dctx, columns)
                 label = meta["label"]
                 if self.target_transform is not None:
                     label = self.target_transform(label)

@@ -71,16 +71,22 @@ def _planes(values: np.ndarray, code: str) -> bytes:
 
 
 def _unplanes(buf: bytes, code: str, n: int, what: str) -> np.ndarray:
-    """Inverse of :func:`_planes`, as a new writable array."""
+    """Inverse of :func:`_planes`, as a new writable array (planes combined by shifts, no transposes)."""
     if not isinstance(code, str) or code not in _COLUMN_DTYPES:
         raise FormatError(f"column {what!r}: unknown dtype {code!r}")
     dtype = np.dtype("<" + code)
-    if len(buf) != n * dtype.itemsize:
+    k = dtype.itemsize
+    if len(buf) != n * k:
         raise FormatError(f"column {what!r}: {len(buf)} bytes for {n} values of {code}")
     raw = np.frombuffer(buf, dtype=np.uint8)
-    if dtype.itemsize == 1:
+    if k == 1:
         return raw.view(dtype).copy()  # writable: transforms may edit events in place
-    return np.ascontiguousarray(raw.reshape(dtype.itemsize, n).T).view(dtype).reshape(n)
+    unsigned = np.dtype(f"<u{k}")
+    out = raw[(k - 1) * n :].astype(unsigned)
+    for plane in range(k - 2, -1, -1):
+        out <<= 8
+        out |= raw[plane * n : (plane + 1) * n]
+    return out.view(dtype)
 
 
 # --------------------------------------------------------------------------- one sample
@@ -146,8 +152,19 @@ def _unpack_map(buf: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-def decode_events(buf: bytes) -> dict[str, np.ndarray]:
-    """Decode an ``events.msgpack`` payload into ``{"t": int64, "x", "y": uint, "p": uint8}`` arrays."""
+EVENT_COLUMNS = ("t", "x", "y", "p")
+
+
+def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS) -> dict[str, np.ndarray]:
+    """Decode an ``events.msgpack`` payload into ``{"t": int64, "x", "y": uint, "p": uint8}`` arrays.
+
+    Parameters
+    ----------
+    buf : bytes
+        The payload.
+    columns : tuple of str
+        Columns to decode (all by default); e.g. frames split by number need no ``t``.
+    """
     m = _unpack_map(buf, "events")
     try:
         n, t0, dt_code, xy_code = int(m["n"]), int(m["t0"]), m["dt_dtype"], m["xy_dtype"]
@@ -160,20 +177,28 @@ def decode_events(buf: bytes) -> dict[str, np.ndarray]:
         raise FormatError(f"events: t0 {t0} outside int64")
     if not all(isinstance(b, bytes) for b in (dt_b, x_b, y_b, p_b)):
         raise FormatError("events: columns must be msgpack bin")
-    x = _unplanes(x_b, xy_code, n, "x")
-    y = _unplanes(y_b, xy_code, n, "y")
     if len(p_b) != (n + 7) // 8:
         raise FormatError(f"events: column 'p' has {len(p_b)} bytes for {n} events")
-    p = np.unpackbits(np.frombuffer(p_b, np.uint8), count=n, bitorder="little")
-    t = np.empty(n, np.int64)
-    if n:
-        dt = _unplanes(dt_b, dt_code, n - 1, "dt")
-        t[0] = t0
-        np.cumsum(dt, out=t[1:], dtype=np.int64)
-        t[1:] += t0
-    elif dt_b:
+    if n == 0 and dt_b:
         raise FormatError("events: 'dt' not empty for an empty sample")
-    return {"t": t, "x": x, "y": y, "p": p}
+    out: dict[str, np.ndarray] = {}
+    for col in columns:
+        if col == "x":
+            out["x"] = _unplanes(x_b, xy_code, n, "x")
+        elif col == "y":
+            out["y"] = _unplanes(y_b, xy_code, n, "y")
+        elif col == "p":
+            out["p"] = np.unpackbits(np.frombuffer(p_b, np.uint8), count=n, bitorder="little")
+        elif col == "t":
+            t = np.empty(n, np.int64)
+            if n:
+                t[0] = t0
+                t[1:] = _unplanes(dt_b, dt_code, n - 1, "dt")
+                np.cumsum(t, out=t)
+            out["t"] = t
+        else:
+            raise ValueError(f"unknown event column {col!r}; columns are {EVENT_COLUMNS}")
+    return out
 
 
 def encode_label(meta: Mapping[str, Any]) -> bytes:
@@ -273,11 +298,14 @@ def encode_sample(
 
 
 def decode_sample(
-    frame: bytes, dctx: zstandard.ZstdDecompressor, events: bool = True
+    frame: bytes, dctx: zstandard.ZstdDecompressor, columns: tuple[str, ...] | None = EVENT_COLUMNS
 ) -> tuple[str, dict[str, np.ndarray] | None, dict[str, Any]]:
-    """Decode one compressed shard frame into ``(key, events or None, label meta)``."""
+    """Decode one compressed shard frame into ``(key, events, label meta)``.
+
+    ``columns`` selects the event columns to decode (``None``: no events, label only).
+    """
     key, ev, lab = split_sample_tar(decompress_frame(frame, dctx))
-    return key, (decode_events(ev) if events else None), decode_label(lab)
+    return key, (decode_events(ev, columns) if columns is not None else None), decode_label(lab)
 
 
 # --------------------------------------------------------------------------- shard set

@@ -313,7 +313,11 @@ def integrate_events_by_fixed_frames_number(
     numpy.ndarray
         ``float32`` frames of shape ``[T, 2, H, W]`` (all zero for a sample with no events).
     """
-    t, x, y, p = _columns(events)
+    if split_by == "number" and "t" not in events:  # splitting by count needs only the length
+        x, y, p = (np.asarray(events[k]) for k in ("x", "y", "p"))
+        t = np.broadcast_to(np.int64(0), x.shape)
+    else:
+        t, x, y, p = _columns(events)
     j_l, j_r = cal_fixed_frames_number_segment_index(t, split_by, frames_num)
     return integrate_events_segments_to_frames(x, y, p, H, W, j_l, j_r)
 

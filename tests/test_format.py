@@ -252,7 +252,7 @@ def test_sample_frame_round_trip_and_determinism():
     assert key == "4/rec_0" and got_meta == meta
     for c, col in zip("txyp", cols, strict=True):
         np.testing.assert_array_equal(ev[c], col)
-    assert F.decode_sample(a, zstandard.ZstdDecompressor(), events=False)[1] is None
+    assert F.decode_sample(a, zstandard.ZstdDecompressor(), columns=None)[1] is None
 
 
 def test_decode_sample_rejects_bad_frames():
