@@ -54,6 +54,23 @@ class HashingReader(io.RawIOBase):
         """Always true."""
         return True
 
+    def seekable(self) -> bool:
+        """True, but only forward: skipped bytes are read and hashed."""
+        return True
+
+    def tell(self) -> int:
+        """Bytes read so far."""
+        return self.bytes
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move forward to ``offset`` (absolute, or relative with ``whence=1``) by reading."""
+        target = offset if whence == 0 else self.bytes + offset if whence == 1 else None
+        if target is None or target < self.bytes:
+            raise OSError("HashingReader can only seek forward")
+        while self.bytes < target and self.read(min(target - self.bytes, 1 << 22)):
+            pass
+        return self.bytes
+
     def finish(self) -> str:
         """Hash what was not read yet (trailing padding) and return the hex md5 of the whole file."""
         while self.read(1 << 22):
@@ -67,6 +84,35 @@ def safe_member_name(name: str, archive: str) -> PurePosixPath:
     if path.is_absolute() or ".." in path.parts or name.startswith(("/", "\\")) or ":" in path.parts[0]:
         raise ArchiveError(f"{archive}: member {name!r} points outside the extraction folder")
     return path
+
+
+class _MemberReader:
+    """Reads one tar member's bytes straight from the decompressed stream (``readinto`` without a copy)."""
+
+    def __init__(self, stream: BinaryIO, offset: int, size: int):
+        self._stream, self._offset, self._left = stream, offset, size
+
+    def _seek(self) -> None:
+        if self._stream.tell() != self._offset:
+            self._stream.seek(self._offset)
+
+    def read(self, n: int = -1) -> bytes:
+        """Read up to ``n`` bytes of the member (all that is left by default)."""
+        self._seek()
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._stream.read(n)
+        self._offset += len(data)
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buf: memoryview) -> int:
+        """Fill ``buf`` with the member's next bytes; returns how many were read."""
+        self._seek()
+        view = memoryview(buf)[: self._left]
+        n = self._stream.readinto(view) if len(view) else 0
+        self._offset += n
+        self._left -= n
+        return n
 
 
 class TarGzStream:
@@ -90,11 +136,9 @@ class TarGzStream:
                 with _gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r:") as tf:
                     for info in tf:
                         member = safe_member_name(info.name, self.path.name)
-                        if not info.isreg():
+                        if not info.isreg() or info.sparse is not None:
                             continue
-                        f = tf.extractfile(info)
-                        if f is not None:
-                            yield member, info.size, f
+                        yield member, info.size, _MemberReader(gz, info.offset_data, info.size)
             except (tarfile.TarError, OSError, EOFError) as exc:  # BadGzipFile is an OSError
                 raise ArchiveError(f"{self.path}: not a readable tar.gz ({exc})") from None
             if isinstance(reader, HashingReader):
