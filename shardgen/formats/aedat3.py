@@ -173,14 +173,18 @@ def _decode_polarity(
             b"".join([view[s : s + c * POLARITY_EVENT_SIZE] for s, c in zip(starts, counts, strict=True)]),
             _EVENT_DTYPE,
         )
-    data = rec["data"]
     t = rec["ts"].astype(np.int64)
     ovf = np.asarray(overflows, dtype=np.int64)
     if ovf.any():
         t |= np.repeat(ovf << 31, counts)
-    x = ((data >> 17) & 0x7FFF).astype(np.uint16)
-    y = ((data >> 2) & 0x7FFF).astype(np.uint16)
-    p = ((data >> 1) & 1).astype(np.uint8)
+    # Work on the 16-bit halves of the little-endian data word: x = bits 31-17, y = bits 16-2, p = bit 1.
+    halves = rec.view(np.uint16).reshape(-1, 4)
+    low, high = halves[:, 0], halves[:, 1]
+    x = high >> 1
+    y = low >> 2
+    y |= (high & 1) << 14
+    p = (low & 2).astype(np.uint8)
+    p >>= 1
     return Aedat3Events(
         t, x, y, p, packets, skipped, truncated, np.asarray(starts, np.int64), np.asarray(counts, np.int64)
     )
