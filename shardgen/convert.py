@@ -179,8 +179,6 @@ def convert(
             return summary
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
-            for info in getattr(output, "written", []):
-                (output.folder / info).unlink(missing_ok=True)
             raise
         finally:
             bar.close()
@@ -194,7 +192,6 @@ def _assemble(mod, src, order, results, output, shard_size, level) -> dict[str, 
     """Append every recording's part file to its split's shards in the dataset's order."""
     listed = set()
     splits: dict[str, Any] = {}
-    output.written = []
     for split, names in order.items():
         writer = output.writer(split, shard_size)
         for name in names:
@@ -209,7 +206,6 @@ def _assemble(mod, src, order, results, output, shard_size, level) -> dict[str, 
                     writer.add(f.read(size), n)
             os.unlink(res.part)
         splits[split] = writer.close()
-        output.written.extend(s["file"] for s in splits[split]["shards"])
     src.skipped.extend(f"{name}: not in any split list" for name in sorted(set(results) - listed))
     return {
         "format": FORMAT_NAME,

@@ -60,7 +60,9 @@ class ShardWriter:
         (a shard always holds at least one sample).
     """
 
-    def __init__(self, folder: Path, split: str, shard_size: int = DEFAULT_SHARD_SIZE):
+    def __init__(
+        self, folder: Path, split: str, shard_size: int = DEFAULT_SHARD_SIZE, written: list[str] | None = None
+    ):
         if shard_size <= 0:
             raise ValueError("shard_size must be positive")
         self.folder = Path(folder)
@@ -70,6 +72,7 @@ class ShardWriter:
         self.samples = 0
         self.events = 0
         self._cur: _OpenShard | None = None
+        self._written = written if written is not None else []
 
     def add(self, frame: bytes | memoryview, n_events: int) -> None:
         """Append one sample's compressed frame holding ``n_events`` events."""
@@ -98,6 +101,7 @@ class ShardWriter:
         os.fsync(cur.fh.fileno())
         cur.fh.close()
         os.replace(cur.path, self.folder / cur.name)
+        self._written.append(cur.name)
         self.shards.append(
             {
                 "file": cur.name,
@@ -145,13 +149,16 @@ def _local_path(out: str) -> Path:
 class ShardSetOutput:
     """Where a shard set goes: a local folder written in place, or a URL staged locally then uploaded.
 
-    Use as a context manager: on error the staging area is cleaned and no ``index.json`` appears.
+    Use as a context manager: when the block raises before :meth:`commit`, the shards written so far
+    and all partial files are removed, and no ``index.json`` appears.
     """
 
     def __init__(self, out: str | os.PathLike[str]):
         self.out = os.fspath(out)
         self.local = _is_local(self.out)
         self._tmp: str | None = None
+        self.written: list[str] = []
+        self.committed = False
         if self.local:
             self.folder = _local_path(self.out)
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -179,7 +186,7 @@ class ShardSetOutput:
 
     def writer(self, split: str, shard_size: int = DEFAULT_SHARD_SIZE) -> ShardWriter:
         """A :class:`ShardWriter` for ``split`` in this output."""
-        return ShardWriter(self.folder, split, shard_size)
+        return ShardWriter(self.folder, split, shard_size, self.written)
 
     def commit(self, index: Mapping[str, Any]) -> None:
         """Write ``index.json`` (atomically, last) and, for a URL, upload shards then the index."""
@@ -189,6 +196,7 @@ class ShardSetOutput:
         tmp.write_bytes(data)
         if self.local:
             os.replace(tmp, self.folder / INDEX_NAME)
+            self.committed = True
             return
         fs, path = _url_to_fs(self.out)
         fs.makedirs(path, exist_ok=True)
@@ -196,14 +204,18 @@ class ShardSetOutput:
             for shard in info["shards"]:
                 fs.put_file(str(self.folder / shard["file"]), f"{path}/{shard['file']}")
         fs.put_file(str(tmp), f"{path}/{INDEX_NAME}")
+        self.committed = True
 
     def cleanup(self) -> None:
-        """Remove partial files (and the staging folder of a URL output)."""
+        """Remove partial files, the shards of an uncommitted set, and a URL output's staging folder."""
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             return
         for partial in self.folder.glob(".*.partial"):
             partial.unlink(missing_ok=True)
+        if not self.committed:
+            for name in self.written:
+                (self.folder / name).unlink(missing_ok=True)
 
     def __enter__(self) -> ShardSetOutput:
         return self
