@@ -19,11 +19,12 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
 from shardgen.datasets import get_dataset
-from shardgen.datasets.base import DatasetError, RecordingTask, read_all
+from shardgen.datasets.base import DatasetError, RecordingTask, Source, read_all
 from shardgen.sharedbuf import SlotPool
 from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput
 
@@ -158,9 +159,11 @@ def convert(
                     bar.update(1)
 
             stage = slots.stage if slots is not None else read_all
+            submitted: set[str] = set()
             for i, task in enumerate(src.recordings(stage)):
-                if task.name in results:
+                if task.name in submitted:
                     raise DatasetError(f"{raw}: recording {task.name} appears twice")
+                submitted.add(task.name)
                 part = str(parts / f"{i:06d}.part")
                 fut = pool.submit(process_recording, dataset_id, task, part, level, allow_truncated)
                 inflight[fut] = task.data
@@ -178,7 +181,8 @@ def convert(
             summary["events_per_second"] = round(summary["events"] / seconds) if seconds > 0 else None
             return summary
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for fut in inflight:
+                fut.cancel()
             raise
         finally:
             bar.close()
@@ -188,7 +192,15 @@ def convert(
             shutil.rmtree(parts, ignore_errors=True)
 
 
-def _assemble(mod, src, order, results, output, shard_size, level) -> dict[str, Any]:
+def _assemble(
+    mod: ModuleType,
+    src: Source,
+    order: dict[str, list[str]],
+    results: dict[str, RecordingResult],
+    output: ShardSetOutput,
+    shard_size: int,
+    level: int,
+) -> dict[str, Any]:
     """Append every recording's part file to its split's shards in the dataset's order."""
     listed = set()
     splits: dict[str, Any] = {}
@@ -220,7 +232,7 @@ def _assemble(mod, src, order, results, output, shard_size, level) -> dict[str, 
     }
 
 
-def _summary(index: dict[str, Any], results: dict[str, RecordingResult], src) -> dict[str, Any]:
+def _summary(index: dict[str, Any], results: dict[str, RecordingResult], src: Source) -> dict[str, Any]:
     """Counts for the closing report (and for ``index.json``)."""
     classes = index["classes"]
     per_class: dict[str, dict[str, int]] = {}

@@ -1,0 +1,125 @@
+"""The ``shardgen`` command line: list, info, verify, download, and start-up without torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shardgen.cli import main
+from shardgen.datasets import DATASETS
+from tests.gen_dvsgesture import write_gesture_download
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shard_set(tmp_path_factory):
+    """A tiny converted DVS128 Gesture set (extracted input, so no md5 to skip)."""
+    root = tmp_path_factory.mktemp("cli")
+    write_gesture_download(root / "raw", n_train=2, n_test=1, events_per_sample=200, seed=9, extracted="only")
+    out = root / "out"
+    assert (
+        main(
+            [
+                "convert",
+                "dvs128-gesture",
+                "--raw",
+                str(root / "raw"),
+                "--out",
+                str(out),
+                "--quiet",
+                "--workers",
+                "1",
+                "--shard-size",
+                "8k",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == sorted(DATASETS)
+    assert "dvs128-gesture" in lines
+
+
+def test_info(shard_set, capsys):
+    capsys.readouterr()
+    assert main(["info", str(shard_set)]) == 0
+    out = capsys.readouterr().out
+    index = json.loads((shard_set / "index.json").read_bytes())
+    assert "dvs128-gesture" in out and "format eventshard v1" in out
+    assert "128x128" in out
+    assert "hand_clapping" in out and "other_gestures" in out and "11:" in out
+    for split, info in index["splits"].items():
+        line = next(ln for ln in out.splitlines() if ln.startswith(split))
+        assert f"{info['samples']} samples" in line
+        assert f"{info['events']:,} events" in line
+        assert f"{len(info['shards'])} shards" in line
+        assert f"{info['bytes']:,} bytes" in line
+
+
+def test_info_and_verify_on_a_folder_without_index(tmp_path, capsys):
+    for cmd in ("info", "verify"):
+        assert main([cmd, str(tmp_path)]) != 0
+        err = capsys.readouterr().err
+        assert err.startswith("shardgen: error:") and "index.json" in err and str(tmp_path) in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_verify_ok(shard_set, capsys):
+    assert main(["verify", str(shard_set)]) == 0
+    assert capsys.readouterr().out.startswith("OK: ")
+
+
+def test_download_says_where_to_get_it(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    rc = main(["download", "dvs128-gesture", "--raw", str(raw)])
+    assert rc != 0
+    out = capsys.readouterr().out
+    assert "https://research.ibm.com/interactive/dvsgesture/" in out
+    assert "DvsGesture.tar.gz" in out
+    assert str(raw.resolve()) in out  # where to put it
+    assert not raw.exists()
+
+
+def test_unknown_dataset_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", "no-such-dataset", "--raw", "r", "--out", "o"])
+    assert exc.value.code == 2
+    assert "no-such-dataset" in capsys.readouterr().err
+
+
+def test_cli_does_not_import_torch():
+    code = (
+        "import shardgen.cli, shardgen.convert, loader.format, loader.shards; import sys; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def test_console_script(shard_set):
+    script = Path(sys.executable).with_name("shardgen")
+    if not script.exists():
+        pytest.skip("console script not installed next to this interpreter")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    res = subprocess.run([str(script), "list"], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0 and "dvs128-gesture" in res.stdout.split()
+    res = subprocess.run([str(script), "verify", str(shard_set)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("OK: ")
+    res = subprocess.run(
+        [str(script), "download", "dvs128-gesture", "--raw", str(shard_set.parent / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode != 0 and "https://" in res.stdout
