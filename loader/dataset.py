@@ -129,6 +129,7 @@ class EventShardDataset(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self._dctx: zstandard.ZstdDecompressor | None = None
         index = self._set.index
         self.sensor_size: tuple[int, int] = (int(index["sensor_size"][0]), int(index["sensor_size"][1]))
         self.classes: list[str] = list(index["classes"])
@@ -170,38 +171,50 @@ class EventShardDataset(IterableDataset):
             return ("x", "y", "p")
         return EVENT_COLUMNS
 
-    def _samples(self, runs: list[tuple[int, int, int]]) -> Iterator[tuple[Any, ...]]:
-        dctx = zstandard.ZstdDecompressor()
-        columns = self._columns()
+    def _frames(self, runs: list[tuple[int, int, int]]) -> Iterator[bytes]:
+        """The compressed frames of the planned runs, in order (read about 8 MiB at a time)."""
         for shard_no, start, stop in runs:
-            shard = self._shards[shard_no]
-            for frame in self._set.iter_frames(shard, start, stop):
-                key, events, meta = decode_sample(frame, dctx, columns)
-                label = meta["label"]
-                if self.target_transform is not None:
-                    label = self.target_transform(label)
-                x = self._make_x(events)
-                yield (x, label, key) if self.return_key else (x, label)
+            for frame in self._set.iter_frames(self._shards[shard_no], start, stop):
+                yield bytes(frame)  # a copy, so a buffered sample does not pin its 8 MiB read block
+
+    def _shuffled(self, frames: Iterator[bytes], consumer: int) -> Iterator[bytes]:
+        """Pass compressed frames through a bounded buffer seeded by ``(seed, epoch, consumer)``."""
+        rng = np.random.default_rng([self.seed, self.epoch, consumer])
+        buf: list[bytes] = []
+        for frame in frames:
+            if len(buf) < self.shuffle_buffer:
+                buf.append(frame)
+                continue
+            j = int(rng.integers(len(buf)))
+            buf[j], frame = frame, buf[j]
+            yield frame
+        rng.shuffle(buf)
+        yield from buf
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         consumer, consumers = self._consumer()
         counts = [s["samples"] for s in self._shards]
         runs = plan(counts, consumer, consumers, self.shuffle, self.seed, self.epoch)
-        items = self._samples(runs)
-        if not self.shuffle:
-            yield from items
-            return
-        rng = np.random.default_rng([self.seed, self.epoch, consumer])
-        buf: list[tuple[Any, ...]] = []
-        for item in items:
-            if len(buf) < self.shuffle_buffer:
-                buf.append(item)
-                continue
-            j = int(rng.integers(len(buf)))
-            buf[j], item = item, buf[j]
-            yield item
-        rng.shuffle(buf)
-        yield from buf
+        frames = self._frames(runs)
+        if self.shuffle:  # the buffer holds compressed samples: its memory does not grow with T, H, W
+            frames = self._shuffled(frames, consumer)
+        for frame in frames:
+            yield self.decode(frame)
+
+    def decode(self, frame: bytes) -> tuple[Any, ...]:
+        """Turn one compressed sample (its zstd frame) into the item this dataset yields.
+
+        Decodes only the event columns the settings need, applies ``transform``, integrates frames,
+        applies ``target_transform``; returns ``(x, label)`` or ``(x, label, key)``.
+        """
+        if self._dctx is None:
+            self._dctx = zstandard.ZstdDecompressor()
+        key, events, meta = decode_sample(frame, self._dctx, self._columns())
+        label = meta["label"]
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        x = self._make_x(events)
+        return (x, label, key) if self.return_key else (x, label)
 
 
 def _check_arguments(
