@@ -22,11 +22,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from loader.allocator import keep_freed_memory
 from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
 from shardgen.datasets import get_dataset
 from shardgen.datasets.base import DatasetError, RecordingTask, Source, read_all
 from shardgen.sharedbuf import SlotPool
-from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput
+from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput, ShardWriter
 
 TOOL_VERSION = "eventshard 0.1.0"
 SLOT_BYTES = 1 << 30  # virtual size of one shared slot; only the bytes written use memory
@@ -83,10 +84,23 @@ def process_recording(
     )
 
 
-def _progress(total: int | None, enabled: bool):
+class _NoProgress:
+    """Stands in for a tqdm bar when progress is off (and spares importing tqdm)."""
+
+    def update(self, n: int = 1) -> None:
+        """Do nothing."""
+
+    def close(self) -> None:
+        """Do nothing."""
+
+
+def _progress(total: int | None, enabled: bool) -> Any:
+    """A tqdm bar over recordings on stderr, or a silent stand-in."""
+    if not enabled:
+        return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="rec", desc="recordings", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, unit="rec", desc="recordings", file=sys.stderr, dynamic_ncols=True)
 
 
 def convert(
@@ -143,11 +157,12 @@ def convert(
         forking = sys.platform.startswith("linux")
         ctx = multiprocessing.get_context("fork" if forking else "spawn")
         # Shared slots must exist before the workers fork: recordings then reach them without a pipe.
-        slots = SlotPool(workers + 2, SLOT_BYTES) if forking else None
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        slots = SlotPool(workers + 1, SLOT_BYTES) if forking else None
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=keep_freed_memory)
         bar = _progress(None, progress)
         try:
             inflight: dict[Future[RecordingResult], object] = {}
+            assembler = _Assembler(output, shard_size)
 
             def collect(done: set[Future[RecordingResult]]) -> None:
                 for fut in done:
@@ -157,6 +172,8 @@ def convert(
                     del inflight[fut]
                     results[res.name] = res
                     bar.update(1)
+                assembler.set_order(src.known_order())
+                assembler.feed(results)
 
             stage = slots.stage if slots is not None else read_all
             submitted: set[str] = set()
@@ -170,9 +187,15 @@ def convert(
                 del task
                 if len(inflight) > workers:
                     collect(wait(inflight, return_when=FIRST_COMPLETED).done)
-            collect(wait(inflight).done)
-            order = src.order()
-            index = _assemble(mod, src, order, results, output, shard_size, level)
+            order = src.order()  # the whole download has been read: the split lists are known now
+            assembler.set_order(order)
+            assembler.feed(results)  # append what is done while the last recordings are processed
+            while inflight:
+                collect(wait(inflight, return_when=FIRST_COMPLETED).done)
+            assembler.set_order(order)
+            index = _index(mod, src, assembler.finish(results), level)
+            listed = {name for names in order.values() for name in names}
+            src.skipped.extend(f"{name}: not in any split list" for name in sorted(set(results) - listed))
             summary = _summary(index, results, src)
             index["summary"] = dict(summary)  # no clock values in the index: reruns give the same bytes
             output.commit(index)
@@ -192,33 +215,64 @@ def convert(
             shutil.rmtree(parts, ignore_errors=True)
 
 
-def _assemble(
-    mod: ModuleType,
-    src: Source,
-    order: dict[str, list[str]],
-    results: dict[str, RecordingResult],
-    output: ShardSetOutput,
-    shard_size: int,
-    level: int,
-) -> dict[str, Any]:
-    """Append every recording's part file to its split's shards in the dataset's order."""
-    listed = set()
-    splits: dict[str, Any] = {}
-    for split, names in order.items():
-        writer = output.writer(split, shard_size)
-        for name in names:
-            if name in listed:
-                raise DatasetError(f"recording {name} is listed twice in the split lists")
-            listed.add(name)
-            res = results.get(name)
-            if res is None:
+class _Assembler:
+    """Appends finished recordings' part files to their split's shards, in the dataset's order.
+
+    It runs as soon as the split lists are known (at once for an extracted folder, or when the
+    archive member holding them has been read), so most of the shards are written while workers
+    are still busy; whatever is still missing is appended at the end.
+    """
+
+    def __init__(self, output: ShardSetOutput, shard_size: int):
+        self.output = output
+        self.shard_size = shard_size
+        self.order: dict[str, list[str]] | None = None
+        self.writers: dict[str, ShardWriter] = {}
+        self.next: dict[str, int] = {}
+
+    def set_order(self, order: dict[str, list[str]] | None) -> None:
+        """Adopt the split lists once known; refuse a recording listed twice."""
+        if self.order is not None or order is None:
+            return
+        seen: set[str] = set()
+        for names in order.values():
+            for name in names:
+                if name in seen:
+                    raise DatasetError(f"recording {name} is listed twice in the split lists")
+                seen.add(name)
+        self.order = order
+        for split in order:
+            self.writers[split] = self.output.writer(split, self.shard_size)
+            self.next[split] = 0
+
+    def feed(self, results: dict[str, RecordingResult]) -> None:
+        """Append every recording whose predecessors in its split are all written."""
+        if self.order is None:
+            return
+        for split, names in self.order.items():
+            i, writer = self.next[split], self.writers[split]
+            while i < len(names) and names[i] in results:
+                res = results[names[i]]
+                with open(res.part, "rb") as f:
+                    for size, n in zip(res.sizes, res.events, strict=True):
+                        writer.add(f.read(size), n)
+                os.unlink(res.part)
+                i += 1
+            self.next[split] = i
+
+    def finish(self, results: dict[str, RecordingResult]) -> dict[str, Any]:
+        """Append the rest, check that every listed recording was found, close the shards."""
+        self.feed(results)
+        assert self.order is not None
+        for split, names in self.order.items():
+            if self.next[split] < len(names):
+                name = names[self.next[split]]
                 raise DatasetError(f"{name}: listed for split {split!r} but not found in the download")
-            with open(res.part, "rb") as f:
-                for size, n in zip(res.sizes, res.events, strict=True):
-                    writer.add(f.read(size), n)
-            os.unlink(res.part)
-        splits[split] = writer.close()
-    src.skipped.extend(f"{name}: not in any split list" for name in sorted(set(results) - listed))
+        return {split: w.close() for split, w in self.writers.items()}
+
+
+def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> dict[str, Any]:
+    """The ``index.json`` document of a finished conversion (without its summary)."""
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,

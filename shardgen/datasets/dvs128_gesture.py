@@ -233,12 +233,19 @@ class GestureSource:
             if p.stem not in listed
         )
 
+    def known_order(self) -> dict[str, list[str]] | None:
+        """The order once both trials lists have been read, else ``None``."""
+        if all(split in self._trials for split in SPLIT_LISTS):
+            return {split: list(self._trials[split]) for split in SPLIT_LISTS}
+        return None
+
     def order(self) -> dict[str, list[str]]:
         """Split → recording stems in the order of the trials lists."""
         for split, fname in SPLIT_LISTS.items():
             if split not in self._trials:
                 raise DatasetError(f"{self.archive or self.folder}: no {fname} found")
         return {split: list(self._trials[split]) for split in SPLIT_LISTS}
+
 
 def open_source(raw: Path | str, check_md5: bool = True) -> GestureSource:
     """Find and check a DVS128 Gesture download in ``raw`` (see :class:`GestureSource`)."""

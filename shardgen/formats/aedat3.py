@@ -169,9 +169,9 @@ def _decode_polarity(
     if len(starts) == 1:
         rec = np.frombuffer(view, _EVENT_DTYPE, count=total, offset=starts[0])
     else:
-        rec = np.frombuffer(
-            b"".join([view[s : s + c * POLARITY_EVENT_SIZE] for s, c in zip(starts, counts, strict=True)]),
-            _EVENT_DTYPE,
+        # numpy (unlike bytes) allocates large arrays on transparent huge pages: far fewer page faults
+        rec = np.concatenate(
+            [np.frombuffer(view, _EVENT_DTYPE, count=c, offset=s) for s, c in zip(starts, counts, strict=True)]
         )
     t = rec["ts"].astype(np.int64)
     ovf = np.asarray(overflows, dtype=np.int64)
