@@ -17,6 +17,7 @@ import zstandard
 from torch.utils.data import IterableDataset, get_worker_info
 
 from loader import frames as _frames
+from loader.allocator import keep_freed_memory
 from loader.format import EVENT_COLUMNS, decode_sample
 from loader.shards import ShardSet, open_shard_set
 
@@ -192,6 +193,8 @@ class EventShardDataset(IterableDataset):
         yield from buf
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        if get_worker_info() is not None:  # a DataLoader worker: a process of ours, tune its malloc
+            keep_freed_memory()
         consumer, consumers = self._consumer()
         counts = [s["samples"] for s in self._shards]
         runs = plan(counts, consumer, consumers, self.shuffle, self.seed, self.epoch)
