@@ -37,7 +37,7 @@ MAX_SAMPLE_BYTES = 1 << 31
 MAX_EVENTS = 1 << 31
 _COLUMN_DTYPES = {"u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8"}
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}$")
-_SHARD_RE = re.compile(r"^[a-z0-9_\-]+-[0-9]{6}\.tar\.zst$")
+_SHARD_RE = re.compile(r"^(job-[0-9]{4}-of-[0-9]{4}/)?[a-z0-9_\-]+-[0-9]{6}\.tar\.zst$")
 
 
 class FormatError(ValueError):

@@ -32,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-md5", action="store_true", help="do not check the published md5 sums (warns)")
     c.add_argument("--allow-truncated", action="store_true", help="keep the events before damage in truncated files")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--num-jobs", type=int, default=1, help="spread the conversion over J jobs (then: shardgen merge)")
+    c.add_argument("--job-index", type=int, default=0, help="which of the J jobs this is (0 … J-1)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     sub.add_parser("list", help="list the dataset ids")
+    m = sub.add_parser("merge", help="write OUT/index.json from the parts of a --num-jobs conversion")
+    m.add_argument("out")
     i = sub.add_parser("info", help="describe a shard set")
     i.add_argument("out")
     v = sub.add_parser("verify", help="check sizes, sha256 and decode every sample of a shard set")
@@ -86,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_md5=not args.no_md5,
                 level=DEFAULT_ZSTD_LEVEL if args.level is None else args.level,
                 progress=not args.quiet,
+                num_jobs=args.num_jobs,
+                job_index=args.job_index,
             )
             for w in s["warnings"]:
                 print(f"shardgen: warning: {w}", file=sys.stderr)
@@ -93,6 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(s, indent=1))
             else:
                 _print_summary(s, args.out)
+            return 0
+        if args.cmd == "merge":
+            from shardgen.jobs import merge
+
+            ix = merge(args.out)
+            n = ix["source"]["jobs"]
+            for split, info in ix["splits"].items():
+                print(f"{split:<12} {info['samples']} samples, {len(info['shards'])} shards from {n} jobs")
+            print(f"wrote {args.out.rstrip('/')}/index.json")
             return 0
         if args.cmd == "info":
             from loader.shards import open_shard_set

@@ -24,6 +24,7 @@ from typing import Any
 
 from loader.allocator import keep_freed_memory
 from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
+from shardgen import jobs
 from shardgen.datasets import get_dataset
 from shardgen.datasets.base import DatasetError, RecordingTask, Source, read_all
 from shardgen.sharedbuf import SlotPool
@@ -113,6 +114,8 @@ def convert(
     check_md5: bool = True,
     level: int = DEFAULT_ZSTD_LEVEL,
     progress: bool = True,
+    num_jobs: int = 1,
+    job_index: int = 0,
 ) -> dict[str, Any]:
     """Convert the raw download of ``dataset_id`` in ``raw`` into a shard set at ``out``.
 
@@ -136,6 +139,10 @@ def convert(
         zstd level of the sample frames.
     progress : bool
         Show a tqdm progress bar on stderr.
+    num_jobs, job_index : int
+        Convert only job ``job_index``'s deterministic share of the recordings (see
+        :func:`shardgen.jobs.job_of`) into ``out/job-IIII-of-JJJJ/``; ``shardgen merge`` then
+        writes the single index of the whole set.
 
     Returns
     -------
@@ -150,7 +157,11 @@ def convert(
     t_start = time.perf_counter()
     mod = get_dataset(dataset_id)
     workers = max(1, workers or os.cpu_count() or 1)
+    want = jobs.wanted(num_jobs, job_index)
     src = mod.open_source(Path(raw), check_md5=check_md5)
+    if num_jobs > 1:
+        jobs.retire_merged_index(out)
+        out = jobs.job_url(out, num_jobs, job_index)
     results: dict[str, RecordingResult] = {}
     with ShardSetOutput(out) as output:
         parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=output.folder))
@@ -172,12 +183,14 @@ def convert(
                     del inflight[fut]
                     results[res.name] = res
                     bar.update(1)
-                assembler.set_order(src.known_order())
+                known = src.known_order()
+                if known is not None:
+                    assembler.set_order({split: [n for n in names if want(n)] for split, names in known.items()})
                 assembler.feed(results)
 
             stage = slots.stage if slots is not None else read_all
             submitted: set[str] = set()
-            for i, task in enumerate(src.recordings(stage)):
+            for i, task in enumerate(src.recordings(stage, want)):
                 if task.name in submitted:
                     raise DatasetError(f"{raw}: recording {task.name} appears twice")
                 submitted.add(task.name)
@@ -187,16 +200,19 @@ def convert(
                 del task
                 if len(inflight) > workers:
                     collect(wait(inflight, return_when=FIRST_COMPLETED).done)
-            order = src.order()  # the whole download has been read: the split lists are known now
+            full_order = src.order()  # the whole download has been read: the split lists are known now
+            order = {split: [n for n in names if want(n)] for split, names in full_order.items()}
             assembler.set_order(order)
             assembler.feed(results)  # append what is done while the last recordings are processed
             while inflight:
                 collect(wait(inflight, return_when=FIRST_COMPLETED).done)
             assembler.set_order(order)
             index = _index(mod, src, assembler.finish(results), level)
-            listed = {name for names in order.values() for name in names}
+            if num_jobs > 1:
+                index["job"] = {"index": job_index, "count": num_jobs}
+            listed = {name for names in full_order.values() for name in names}
             src.skipped.extend(f"{name}: not in any split list" for name in sorted(set(results) - listed))
-            summary = _summary(index, results, src)
+            summary = _summary(index, results, src, order)
             index["summary"] = dict(summary)  # no clock values in the index: reruns give the same bytes
             output.commit(index)
             seconds = time.perf_counter() - t_start
@@ -286,13 +302,14 @@ def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> 
     }
 
 
-def _summary(index: dict[str, Any], results: dict[str, RecordingResult], src: Source) -> dict[str, Any]:
+def _summary(
+    index: dict[str, Any], results: dict[str, RecordingResult], src: Source, order: dict[str, list[str]]
+) -> dict[str, Any]:
     """Counts for the closing report (and for ``index.json``)."""
     classes = index["classes"]
     per_class: dict[str, dict[str, int]] = {}
     samples: dict[str, int] = {}
     events = shard_bytes = 0
-    order = src.order()
     for split, info in index["splits"].items():
         samples[split] = info["samples"]
         events += info["events"]

@@ -27,6 +27,15 @@ def read_all(src: BinaryIO, length: int) -> bytes:
     return src.read(length)
 
 
+Want = Callable[[str], bool]
+"""Which recordings (by name) a conversion processes: a job's share with ``--num-jobs``."""
+
+
+def want_all(name: str) -> bool:
+    """The default :data:`Want`: every recording."""
+    return True
+
+
 class DatasetError(ValueError):
     """The raw download is missing, incomplete or malformed; the message names the file."""
 
@@ -84,7 +93,7 @@ class Source(Protocol):
     provenance: list[dict[str, str]]
     skipped: list[str]
 
-    def recordings(self, stage: Stage = read_all) -> Iterator[RecordingTask]:
+    def recordings(self, stage: Stage = read_all, want: Want = want_all) -> Iterator[RecordingTask]:
         """Yield the recordings in the order they are stored (may raise :class:`DatasetError`)."""
         ...
 

@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from shardgen.archive import ArchiveError, TarGzStream, md5_file
-from shardgen.datasets.base import CutRecording, CutSample, DatasetError, RecordingTask, Stage, read_all
+from shardgen.datasets.base import (
+    CutRecording,
+    CutSample,
+    DatasetError,
+    RecordingTask,
+    Stage,
+    Want,
+    read_all,
+    want_all,
+)
 from shardgen.formats.aedat3 import read_aedat3
 from shardgen.sharedbuf import SlotRef
 
@@ -158,16 +167,17 @@ class GestureSource:
                     "file; pass --no-md5 to convert it anyway)"
                 )
 
-    def recordings(self, stage: Stage = read_all) -> Iterator[RecordingTask]:
+    def recordings(self, stage: Stage = read_all, want: Want = want_all) -> Iterator[RecordingTask]:
         """Yield one task per recording that has a labels csv, in stored order.
 
         ``stage(reader, length)`` takes each archived recording off the stream (the converter
-        passes one that fills shared memory, so workers need no copy).
+        passes one that fills shared memory, so workers need no copy). Recordings for which
+        ``want(name)`` is false are passed over without being read (a job's share, see ``--num-jobs``).
         """
         if self.archive is not None:
-            yield from self._from_archive(self.archive, stage)
+            yield from self._from_archive(self.archive, stage, want)
         else:
-            yield from self._from_folder(self.folder)
+            yield from self._from_folder(self.folder, want)
 
     def _task(self, stem: str, data: bytes | SlotRef | None, path: str | None, labels: bytes) -> RecordingTask:
         return RecordingTask(
@@ -177,7 +187,7 @@ class GestureSource:
             context={"labels": labels, "labels_name": f"{stem}_labels.csv", "classes": self.classes},
         )
 
-    def _from_archive(self, archive: Path, stage: Stage) -> Iterator[RecordingTask]:
+    def _from_archive(self, archive: Path, stage: Stage, want: Want) -> Iterator[RecordingTask]:
         stream = TarGzStream(archive, hash_md5=self.check_md5)
         pending: dict[str, bytes | SlotRef] = {}  # recordings whose labels csv comes later
         labels: dict[str, bytes] = {}
@@ -194,6 +204,8 @@ class GestureSource:
                         yield self._task(stem, pending.pop(stem), None, labels[stem])
                 elif base.endswith(".aedat"):
                     stem = base[: -len(".aedat")]
+                    if not want(stem):
+                        continue
                     data = stage(reader, size)
                     if stem in labels:
                         yield self._task(stem, data, None, labels[stem])
@@ -213,14 +225,14 @@ class GestureSource:
                 "different file; pass --no-md5 to convert it anyway)"
             )
 
-    def _from_folder(self, folder: Path) -> Iterator[RecordingTask]:
+    def _from_folder(self, folder: Path, want: Want) -> Iterator[RecordingTask]:
         for split, fname in SPLIT_LISTS.items():
             path = folder / fname
             if not path.is_file():
                 raise DatasetError(f"{path}: missing (the split list of DVS128 Gesture)")
             self._trials[split] = _parse_trials(path.read_bytes(), str(path))
         listed = {s for stems in self._trials.values() for s in stems}
-        for stem in (s for split in SPLIT_LISTS for s in self._trials[split]):
+        for stem in (s for split in SPLIT_LISTS for s in self._trials[split] if want(s)):
             aedat, csv = folder / f"{stem}.aedat", folder / f"{stem}_labels.csv"
             for need in (aedat, csv):
                 if not need.is_file():
