@@ -1,14 +1,34 @@
 """EventShardDataset: stream a shard set into a torch DataLoader, integrating frames in the workers.
 
-One sample's way: the worker's share of the split (:func:`plan`) → byte-range read of its zstd
-frames (:mod:`loader.shards`) → decode (:mod:`loader.format`) → ``transform`` on the events →
-frames (:mod:`loader.frames`) → ``(x, label)``.
+One sample's way: the consumer's share of the split (:func:`plan`) → byte-range read of its zstd
+frames (:mod:`loader.shards`) → optional shuffle buffer (:class:`BufferOrder`) → decode
+(:mod:`loader.format`) → ``transform`` on the events → frames (:mod:`loader.frames`) →
+``(x, label)``.
+
+Work split
+    A *consumer* is one DataLoader worker of one distributed rank (``rank * num_workers +
+    worker``). The split's samples, in shard order (shards permuted by ``(seed, epoch)`` when
+    shuffling), form the *global sequence*. With ``even="pad"`` it is extended by repeating its
+    first samples up to ``ceil(N / world_size) * world_size`` (as ``DistributedSampler`` does),
+    with ``even="drop"`` it is cut to ``floor(N / world_size) * world_size``, with ``even=None``
+    it is left as it is. Every rank takes one contiguous piece of it (equal pieces with ``"pad"``
+    and ``"drop"``, pieces differing by at most one with ``None``), and every rank's workers cut
+    their rank's piece into contiguous pieces whose sizes differ by at most one.
+
+Resume
+    :meth:`EventShardDataset.state_dict` / :meth:`EventShardDataset.load_state_dict` follow
+    ``torchdata.stateful_dataloader``'s ``Stateful`` protocol. The state is the epoch and the
+    number of items of the consumer's sequence already passed; a restored iteration replays the
+    plan and the shuffle buffer's random draws on sample *positions* and reads only the samples
+    that were not yet yielded, so nothing is decoded (or even fetched) twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -18,11 +38,71 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from loader import frames as _frames
 from loader.allocator import keep_freed_memory
-from loader.format import EVENT_COLUMNS, decode_sample
-from loader.shards import ShardSet, open_shard_set
+from loader.format import EVENT_COLUMNS, FormatError, decode_sample
+from loader.shards import ReadStats, ShardSet, open_shard_set
 
 _DATA_TYPES = ("event", "frame")
 _SPLIT_BY = ("number", "time")
+_EVEN = ("pad", "drop", None)
+_ON_ERROR = ("raise", "skip")
+_STATE_VERSION = 1
+_DRAW_CHUNK = 4096  # shuffle-buffer slots drawn per numpy call (part of the order's definition)
+
+Run = tuple[int, int, int]
+
+
+# --------------------------------------------------------------------------- the work split (pure)
+
+
+def padded_length(n: int, world_size: int, even: str | None = "pad") -> int:
+    """Length of the global sequence of ``n`` samples after evening it out over ``world_size`` ranks.
+
+    Parameters
+    ----------
+    n : int
+        Samples in the split.
+    world_size : int
+        Number of distributed ranks.
+    even : {"pad", "drop", None}
+        ``"pad"``: ``ceil(n / world_size) * world_size``; ``"drop"``:
+        ``floor(n / world_size) * world_size``; ``None``: ``n``.
+
+    Returns
+    -------
+    int
+    """
+    _check_even(even)
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, got {world_size}")
+    if even == "pad":
+        return -(-n // world_size) * world_size
+    if even == "drop":
+        return n // world_size * world_size
+    return n
+
+
+def rank_range(n: int, rank: int, world_size: int, even: str | None = "pad") -> tuple[int, int]:
+    """The piece ``[lo, hi)`` of the (padded or cut) global sequence that ``rank`` reads.
+
+    Parameters
+    ----------
+    n : int
+        Samples in the split.
+    rank, world_size : int
+        The rank and the number of ranks.
+    even : {"pad", "drop", None}
+        See :func:`padded_length`. With ``"pad"`` and ``"drop"`` all pieces have the same length;
+        with ``None`` their lengths differ by at most one.
+
+    Returns
+    -------
+    tuple of int
+        Positions in the global sequence; positions ``>= n`` (padding) stand for ``position % n``.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} not in [0, {world_size})")
+    total = padded_length(n, world_size, even)
+    return total * rank // world_size, total * (rank + 1) // world_size
 
 
 def plan(
@@ -32,29 +112,139 @@ def plan(
     shuffle: bool = False,
     seed: int = 0,
     epoch: int = 0,
-) -> list[tuple[int, int, int]]:
+    *,
+    world_size: int = 1,
+    even: str | None = None,
+) -> list[Run]:
     """The runs ``(shard, start, stop)`` of samples that consumer ``consumer`` of ``consumers`` reads.
 
     The split's samples are ordered shard by shard (shards permuted by ``(seed, epoch)`` when
-    ``shuffle``) and cut into ``consumers`` contiguous pieces whose sizes differ by at most one,
-    so every sample goes to exactly one consumer, also when there are more consumers than shards.
+    ``shuffle``): the global sequence. It is evened out over ``world_size`` ranks (see
+    :func:`padded_length`) and cut into one contiguous piece per rank (:func:`rank_range`); each
+    rank's piece is cut into ``consumers // world_size`` contiguous pieces whose sizes differ by at
+    most one, one per DataLoader worker. Consumer ``c`` is worker ``c % workers`` of rank
+    ``c // workers``. Every sample goes to exactly one consumer except the padding, also when there
+    are more consumers than shards or samples.
+
+    Parameters
+    ----------
+    shard_samples : list of int
+        Samples per shard, in index order.
+    consumer, consumers : int
+        This consumer's number and the number of consumers (``world_size * workers``).
+    shuffle, seed, epoch : bool, int, int
+        Permute the shard order by ``(seed, epoch)``.
+    world_size : int
+        Number of ranks; ``consumers`` must be a multiple of it. The default 1 (with any ``even``)
+        cuts the sequence into ``consumers`` pieces differing by at most one.
+    even : {"pad", "drop", None}
+        How ranks are made equal; see :func:`padded_length`.
+
+    Returns
+    -------
+    list of tuple of int
+        ``(shard, start, stop)``: samples ``start..stop-1`` of shard ``shard``, in reading order. A
+        padded piece may name samples that other runs (or other consumers) name too.
     """
+    if world_size < 1 or consumers < 1 or consumers % world_size:
+        raise ValueError(f"consumers ({consumers}) must be a positive multiple of world_size ({world_size})")
     if not 0 <= consumer < consumers:
         raise ValueError(f"consumer {consumer} not in [0, {consumers})")
+    workers = consumers // world_size
+    rank, worker = divmod(consumer, workers)
     order = np.arange(len(shard_samples))
     if shuffle:
         order = np.random.default_rng([seed, epoch]).permutation(len(shard_samples))
     counts = np.asarray(shard_samples, dtype=np.int64)[order]
     ends = np.cumsum(counts)
-    total = int(ends[-1]) if len(ends) else 0
-    lo, hi = total * consumer // consumers, total * (consumer + 1) // consumers
-    runs = []
-    for pos, shard in enumerate(order.tolist()):
-        first = int(ends[pos] - counts[pos])
-        a, b = max(lo, first), min(hi, int(ends[pos]))
-        if a < b:
-            runs.append((shard, a - first, b - first))
+    n = int(ends[-1]) if len(ends) else 0
+    r_lo, r_hi = rank_range(n, rank, world_size, even)
+    size = r_hi - r_lo
+    lo, hi = r_lo + size * worker // workers, r_lo + size * (worker + 1) // workers
+    runs: list[Run] = []
+    while lo < hi:  # one pass per copy of the global sequence the piece touches (padding wraps around)
+        base = lo - lo % n
+        stop = min(hi, base + n)
+        for pos, shard in enumerate(order.tolist()):
+            first = base + int(ends[pos] - counts[pos])
+            a, b = max(lo, first), min(stop, base + int(ends[pos]))
+            if a < b:
+                runs.append((shard, a - first, b - first))
+        lo = stop
     return runs
+
+
+class BufferOrder:
+    """The order in which a bounded shuffle buffer emits the positions ``0..n-1`` of a stream.
+
+    The buffer is filled with the first ``size`` positions; each further position replaces a
+    uniformly drawn slot, whose old position is emitted; at the end the buffer is emitted in a
+    random permutation. Draws come from ``rng`` in chunks of a fixed size, so the order is a
+    function of ``(n, size, rng's seed)`` only. Working on positions (not samples) makes a resumed
+    iteration exact: skipping ``k`` positions replays the draws without touching any sample.
+
+    Parameters
+    ----------
+    n : int
+        Stream length.
+    size : int
+        Buffer capacity (at least 1).
+    rng : numpy.random.Generator
+        Source of the draws.
+    """
+
+    def __init__(self, n: int, size: int, rng: np.random.Generator):
+        self.n = int(n)
+        self._rng = rng
+        self._buf = list(range(min(max(1, int(size)), self.n)))
+        self.frontier = len(self._buf)
+        """Positions ``< frontier`` have entered the buffer; the rest are still to be read."""
+        self._draws: list[int] = []
+        self._next_draw = 0
+        self._tail: list[int] | None = None
+        self._next_tail = 0
+
+    def __iter__(self) -> BufferOrder:
+        return self
+
+    def __next__(self) -> int:
+        if self.frontier < self.n:
+            if self._next_draw == len(self._draws):
+                count = min(_DRAW_CHUNK, self.n - self.frontier)
+                self._draws = self._rng.integers(len(self._buf), size=count).tolist()
+                self._next_draw = 0
+            j = self._draws[self._next_draw]
+            self._next_draw += 1
+            out, self._buf[j] = self._buf[j], self.frontier
+            self.frontier += 1
+            return out
+        if self._tail is None:
+            self._tail = [self._buf[i] for i in self._rng.permutation(len(self._buf)).tolist()]
+            self._buf = []
+        if self._next_tail < len(self._tail):
+            self._next_tail += 1
+            return self._tail[self._next_tail - 1]
+        raise StopIteration
+
+    def held(self) -> list[int]:
+        """Positions that entered the buffer and were not emitted yet, ascending."""
+        if self._tail is not None:
+            return sorted(self._tail[self._next_tail :])
+        return sorted(self._buf)
+
+
+def _ranges(positions: Iterable[int]) -> list[tuple[int, int]]:
+    """Ascending positions as maximal ``[lo, hi)`` ranges."""
+    out: list[tuple[int, int]] = []
+    for p in positions:
+        if out and out[-1][1] == p:
+            out[-1] = (out[-1][0], p + 1)
+        else:
+            out.append((p, p + 1))
+    return out
+
+
+# --------------------------------------------------------------------------- the dataset
 
 
 class EventShardDataset(IterableDataset):
@@ -84,11 +274,44 @@ class EventShardDataset(IterableDataset):
     return_key : bool
         Yield ``(x, label, key)`` instead of ``(x, label)``.
     shuffle_buffer : int
-        Samples held by each worker for shuffling.
+        Samples held by each consumer (DataLoader worker) for shuffling; they are held compressed.
     rank, world_size : int, optional
-        Position among distributed processes; default from ``torch.distributed`` when initialised.
+        Position among distributed processes. Each one that is ``None`` comes from
+        ``torch.distributed`` when it is initialised, else from the environment variables ``RANK``
+        and ``WORLD_SIZE`` (as ``torchrun`` sets them), else 0 and 1.
     storage_options : dict, optional
         Passed to fsspec (credentials, endpoint, …).
+    even : {"pad", "drop", None}
+        Make every rank yield the same number of samples per epoch (what collective operations in
+        distributed training need). ``"pad"`` (default) repeats the first samples of the epoch's
+        global sequence up to ``ceil(N / world_size)`` per rank, like ``DistributedSampler``;
+        ``"drop"`` leaves out the last ``N % world_size`` samples of the global sequence; ``None``
+        splits the ``N`` samples into pieces whose sizes differ by at most one. See
+        :meth:`samples_per_rank`.
+    on_error : {"raise", "skip"}
+        ``"skip"``: a shard that still fails after the retries is skipped (its samples are left
+        out of the epoch; a warning names its URL), and so is a sample whose frame does not decode.
+        With ``"skip"``, ranks may therefore yield different numbers of samples.
+    cache_dir : str or path, optional
+        Local folder in which fetched shard bytes are cached (passed to ``open_shard_set``).
+    cache_bytes : int, optional
+        Size limit of that cache.
+
+    Notes
+    -----
+    The epoch's order is a function of ``(seed, epoch, world_size, number of DataLoader workers,
+    shuffle_buffer)``, never of timing. Each DataLoader worker process works on its own copy of
+    the dataset, made when the DataLoader's iterator starts: call :meth:`set_epoch` before
+    ``iter(loader)``. With ``persistent_workers=True`` the copies live on and :meth:`set_epoch`
+    no longer reaches them; leave it ``False`` (the default) when shuffling by epoch.
+
+    Resuming: use ``torchdata.stateful_dataloader.StatefulDataLoader``; its ``state_dict()``
+    carries each worker's :meth:`state_dict` and its ``load_state_dict()`` hands it back to the
+    matching worker of a new loader (same world size, rank and number of workers). The restored
+    iteration yields exactly the rest of the interrupted one.
+
+    Reading: :meth:`stats` counts what this process read; with ``on_error="skip"`` a skipped shard
+    also raises a warning naming its URL, in the process that skipped it.
     """
 
     def __init__(
@@ -109,11 +332,22 @@ class EventShardDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         storage_options: dict[str, Any] | None = None,
+        even: str | None = "pad",
+        on_error: str = "raise",
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_bytes: int | None = None,
     ):
         super().__init__()
         _check_arguments(data_type, frames_number, split_by, duration, custom_integrate_function)
+        _check_even(even)
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if rank is not None and world_size is not None and not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in [0, world_size={world_size})")
+        if world_size is not None and world_size < 1:
+            raise ValueError(f"world_size must be at least 1, got {world_size}")
         self.root = os.fspath(root)
-        self._set: ShardSet = open_shard_set(self.root, storage_options)
+        self._set: ShardSet = open_shard_set(self.root, storage_options, cache_dir=cache_dir, cache_bytes=cache_bytes)
         self._shards = self._set.shards(split)
         self.split = split
         self.data_type = data_type
@@ -129,30 +363,194 @@ class EventShardDataset(IterableDataset):
         self.shuffle_buffer = max(1, int(shuffle_buffer))
         self.rank = rank
         self.world_size = world_size
+        self.even = even
+        self.on_error = on_error
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self.cache_bytes = cache_bytes
         self.epoch = 0
         self._dctx: zstandard.ZstdDecompressor | None = None
+        self._stats: ReadStats | None = None
+        self._stats_pid: int | None = None
+        self._inherited_world: tuple[int, int] | None = None
+        self._pending: dict[str, Any] | None = None  # a loaded state, for the next iteration
+        self._progress: dict[str, Any] | None = None  # the latest iteration's position
+        self._finished: dict[str, Any] | None = None  # the latest iteration that ran to its end
         index = self._set.index
         self.sensor_size: tuple[int, int] = (int(index["sensor_size"][0]), int(index["sensor_size"][1]))
         self.classes: list[str] = list(index["classes"])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled copy for a DataLoader worker (spawn): no decompressor, fresh statistics.
+
+        The rank and world size seen here travel along, for a worker process in which
+        ``torch.distributed`` is not initialised.
+        """
+        state = self.__dict__.copy()
+        state["_dctx"] = None
+        state["_stats"] = None
+        state["_stats_pid"] = None
+        try:
+            state["_inherited_world"] = self._detect_world()
+        except ValueError:  # malformed RANK / WORLD_SIZE: the worker will say so when it iterates
+            state["_inherited_world"] = None
+        return state
+
     def __len__(self) -> int:
-        """Samples in the split (all ranks together)."""
+        """Samples in the split (all ranks together, without padding); see :meth:`samples_per_rank`."""
         return int(self._set.index["splits"][self.split]["samples"])
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose shuffled order the next iteration uses (call before each epoch)."""
+        """Choose the epoch whose shuffled order the next iteration uses (call before each epoch).
+
+        Parameters
+        ----------
+        epoch : int
+            Epoch number; with ``shuffle`` the order is a function of ``(seed, epoch)``.
+        """
         self.epoch = int(epoch)
 
-    def _consumer(self) -> tuple[int, int]:
+    def samples_per_rank(self) -> int:
+        """Samples this rank yields per epoch (all its DataLoader workers together).
+
+        Returns
+        -------
+        int
+            ``ceil(N / world_size)`` with ``even="pad"``, ``floor(N / world_size)`` with
+            ``"drop"``; with ``None`` this rank's share of an uneven split (``N // world_size`` or
+            one more). Samples skipped with ``on_error="skip"`` are not subtracted.
+        """
+        rank, world = self._world()
+        lo, hi = rank_range(len(self), rank, world, self.even)
+        return hi - lo
+
+    def stats(self) -> dict[str, Any]:
+        """Read statistics of this process: ``retries``, ``skipped_shards``, ``skipped_samples``, ``bytes_read``.
+
+        Each DataLoader worker process counts on its own copy of the dataset, so in the main
+        process this shows only what was read there (``num_workers=0``); a skipped shard is also
+        reported by a warning naming its URL, from whichever process skipped it.
+
+        Returns
+        -------
+        dict
+            The fields of :class:`loader.shards.ReadStats`.
+        """
+        return dataclasses.asdict(self._read_stats())
+
+    # ------------------------------------------------------------------ resume (Stateful protocol)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this consumer stands in its epoch, for ``torchdata.stateful_dataloader``.
+
+        ``StatefulDataLoader`` calls it on the dataset copy inside each worker process (or on this
+        object with ``num_workers=0``) after each batch; it describes the latest iteration started
+        on this object (or the state loaded for the next one). After an iteration that ran to its
+        end, a :meth:`set_epoch` to another epoch makes the state the start of that epoch.
+
+        Returns
+        -------
+        dict
+            ``epoch``, ``yielded`` (items of this consumer's sequence already passed, including
+            samples skipped by ``on_error="skip"``), ``seed`` and what :meth:`load_state_dict`
+            checks for compatibility (split, sample count, shuffle settings, ``even``, rank, world
+            size, worker and number of workers). Plain Python values only.
+        """
+        if self._pending is not None:
+            return dict(self._pending)
+        progress = self._progress
+        if progress is None or (progress is self._finished and progress["epoch"] != self.epoch):
+            # nothing started yet, or the last iteration ran to its end and set_epoch chose the next
+            return self._new_progress(self.epoch, 0)
+        return dict(progress)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at ``state`` (from :meth:`state_dict`) in the next iteration.
+
+        The next iteration runs the state's epoch, skipping the items already yielded without
+        reading or decoding them, so that it yields exactly the rest of what the interrupted
+        iteration would have yielded. Iterations after it use :attr:`epoch` again (this does not
+        call :meth:`set_epoch`).
+
+        Parameters
+        ----------
+        state : dict
+            A state of this dataset's consumer.
+
+        Raises
+        ------
+        ValueError
+            The state belongs to a different split, sample count, seed, shuffle setting or
+            ``even`` mode (raised here), or to another rank, world size, worker or number of
+            workers (raised when the iteration starts).
+        """
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"not an EventShardDataset state (version {state.get('version')!r})")
+        mine = self._new_progress(self.epoch, 0)
+        for name in ("split", "samples", "seed", "shuffle", "shuffle_buffer", "even"):
+            if name == "shuffle_buffer" and not self.shuffle:
+                continue
+            if state.get(name) != mine[name]:
+                raise ValueError(
+                    f"cannot resume: the state has {name}={state.get(name)!r}, this dataset {mine[name]!r}"
+                )
+        if int(state["yielded"]) < 0:
+            raise ValueError(f"cannot resume: yielded={state['yielded']}")
+        self._pending = dict(state)
+
+    def _new_progress(self, epoch: int, yielded: int) -> dict[str, Any]:
+        rank, world = self._world()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return {
+            "version": _STATE_VERSION,
+            "epoch": int(epoch),
+            "yielded": int(yielded),
+            "seed": self.seed,
+            "split": self.split,
+            "samples": len(self),
+            "shuffle": bool(self.shuffle),
+            "shuffle_buffer": self.shuffle_buffer,
+            "even": self.even,
+            "rank": rank,
+            "world_size": world,
+            "worker": worker,
+            "num_workers": workers,
+        }
+
+    # ------------------------------------------------------------------ who reads what
+
+    def _detect_world(self) -> tuple[int, int]:
+        """``(rank, world_size)`` from ``torch.distributed``, the parent process, or the environment."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        if self._inherited_world is not None:
+            return self._inherited_world
+        try:
+            return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        except ValueError:
+            raise ValueError(
+                f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} are not integers"
+            ) from None
+
+    def _world(self) -> tuple[int, int]:
+        """``(rank, world_size)``: the arguments where given, else :meth:`_detect_world`."""
         rank, world = self.rank, self.world_size
         if rank is None or world is None:
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-            else:
-                rank, world = 0, 1
-        info = get_worker_info()
-        wid, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
-        return rank * nworkers + wid, world * nworkers
+            detected = self._detect_world()
+            rank = detected[0] if rank is None else rank
+            world = detected[1] if world is None else world
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} not in [0, world_size={world})")
+        return int(rank), int(world)
+
+    def _read_stats(self) -> ReadStats:
+        """This process's statistics (a forked worker starts its own)."""
+        if self._stats is None or self._stats_pid != os.getpid():
+            self._stats = ReadStats()
+            self._stats_pid = os.getpid()
+        return self._stats
+
+    # ------------------------------------------------------------------ decoding
 
     def _make_x(self, events: dict[str, np.ndarray]) -> Any:
         if self.transform is not None:
@@ -172,43 +570,21 @@ class EventShardDataset(IterableDataset):
             return ("x", "y", "p")
         return EVENT_COLUMNS
 
-    def _frames(self, runs: list[tuple[int, int, int]]) -> Iterator[bytes]:
-        """The compressed frames of the planned runs, in order (read about 8 MiB at a time)."""
-        for shard_no, start, stop in runs:
-            for frame in self._set.iter_frames(self._shards[shard_no], start, stop):
-                yield bytes(frame)  # a copy, so a buffered sample does not pin its 8 MiB read block
-
-    def _shuffled(self, frames: Iterator[bytes], consumer: int) -> Iterator[bytes]:
-        """Pass compressed frames through a bounded buffer seeded by ``(seed, epoch, consumer)``."""
-        rng = np.random.default_rng([self.seed, self.epoch, consumer])
-        buf: list[bytes] = []
-        for frame in frames:
-            if len(buf) < self.shuffle_buffer:
-                buf.append(frame)
-                continue
-            j = int(rng.integers(len(buf)))
-            buf[j], frame = frame, buf[j]
-            yield frame
-        rng.shuffle(buf)
-        yield from buf
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        if get_worker_info() is not None:  # a DataLoader worker: a process of ours, tune its malloc
-            keep_freed_memory()
-        consumer, consumers = self._consumer()
-        counts = [s["samples"] for s in self._shards]
-        runs = plan(counts, consumer, consumers, self.shuffle, self.seed, self.epoch)
-        frames = self._frames(runs)
-        if self.shuffle:  # the buffer holds compressed samples: its memory does not grow with T, H, W
-            frames = self._shuffled(frames, consumer)
-        for frame in frames:
-            yield self.decode(frame)
-
     def decode(self, frame: bytes) -> tuple[Any, ...]:
         """Turn one compressed sample (its zstd frame) into the item this dataset yields.
 
         Decodes only the event columns the settings need, applies ``transform``, integrates frames,
-        applies ``target_transform``; returns ``(x, label)`` or ``(x, label, key)``.
+        applies ``target_transform``.
+
+        Parameters
+        ----------
+        frame : bytes
+            One sample's zstd frame as stored in a shard.
+
+        Returns
+        -------
+        tuple
+            ``(x, label)`` or ``(x, label, key)``.
         """
         if self._dctx is None:
             self._dctx = zstandard.ZstdDecompressor()
@@ -218,6 +594,111 @@ class EventShardDataset(IterableDataset):
             label = self.target_transform(label)
         x = self._make_x(events)
         return (x, label, key) if self.return_key else (x, label)
+
+    # ------------------------------------------------------------------ iteration
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        """Iterate over this consumer's share of the epoch (resuming a loaded state once).
+
+        Returns
+        -------
+        iterator of tuple
+            ``(x, label)`` or ``(x, label, key)`` items.
+        """
+        progress = self._new_progress(self.epoch, 0)
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            for name in ("rank", "world_size", "worker", "num_workers"):
+                if pending.get(name) != progress[name]:
+                    raise ValueError(
+                        f"cannot resume: the state was saved with {name}={pending.get(name)!r}, "
+                        f"this consumer has {progress[name]!r}"
+                    )
+            progress["epoch"], progress["yielded"] = int(pending["epoch"]), int(pending["yielded"])
+        self._progress = progress
+        return self._iterate(progress)
+
+    def _iterate(self, progress: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+        if get_worker_info() is not None:  # a DataLoader worker: a process of ours, tune its malloc
+            keep_freed_memory()
+        workers, world = progress["num_workers"], progress["world_size"]
+        consumer = progress["rank"] * workers + progress["worker"]
+        counts = [s["samples"] for s in self._shards]
+        epoch = progress["epoch"]
+        runs = plan(counts, consumer, world * workers, self.shuffle, self.seed, epoch, world_size=world, even=self.even)
+        total = sum(b - a for _, a, b in runs)
+        skip = progress["yielded"]
+        if skip > total:
+            raise ValueError(f"cannot resume: the state has {skip} items passed of {total}")
+        order: Iterator[int]
+        if self.shuffle:  # the buffer holds compressed samples: its memory does not grow with T, H, W
+            rng = np.random.default_rng([self.seed, epoch, consumer])
+            buffered = BufferOrder(total, self.shuffle_buffer, rng)
+            for _ in range(skip):  # replay the draws on positions: exact, and nothing is read
+                next(buffered)
+            ranges = _ranges(buffered.held())
+            if ranges and ranges[-1][1] == buffered.frontier:  # one read on from the buffer's positions
+                ranges[-1] = (ranges[-1][0], total)
+            else:
+                ranges.append((buffered.frontier, total))
+            order = buffered
+        else:
+            ranges = [(skip, total)]
+            order = iter(range(skip, total))
+        reader = self._read(runs, ranges)
+        store: dict[int, tuple[bytes, int, int]] = {}
+        last = -1  # the reader has delivered every wanted position <= last
+        for pos in order:
+            while last < pos:
+                got = next(reader, None)
+                if got is None:  # a skipped shard cut the reads short: what is missing stays missing
+                    last = total
+                    break
+                last = got[0]
+                store[last] = got[1:]
+            entry = store.pop(pos, None)
+            item = None if entry is None else self._decode_or_skip(*entry)
+            progress["yielded"] += 1
+            if item is not None:
+                yield item
+        self._finished = progress
+
+    def _read(self, runs: list[Run], ranges: list[tuple[int, int]]) -> Iterator[tuple[int, bytes, int, int]]:
+        """Fetch the consumer's positions in ``ranges`` (ascending): ``(position, frame, shard, sample)``.
+
+        Reads about 8 MiB at a time through :meth:`ShardSet.iter_frames`. A shard skipped by
+        ``on_error="skip"`` ends its piece early; the positions it did not deliver are missing.
+        """
+        kw: dict[str, Any] = {"on_error": self.on_error, "stats": self._read_stats()}
+        starts = np.cumsum([0] + [b - a for _, a, b in runs]).tolist()
+        for lo, hi in ranges:
+            for i, (shard_no, a, _b) in enumerate(runs):
+                x, y = max(lo, starts[i]), min(hi, starts[i + 1])
+                if x >= y:
+                    continue
+                first = a + x - starts[i]
+                pos = x
+                for frame in self._set.iter_frames(self._shards[shard_no], first, first + y - x, **kw):
+                    # a copy, so a buffered sample does not pin its 8 MiB read block
+                    yield pos, bytes(frame), shard_no, first + pos - x
+                    pos += 1
+
+    def _decode_or_skip(self, frame: bytes, shard_no: int, sample: int) -> tuple[Any, ...] | None:
+        """:meth:`decode`, or with ``on_error="skip"`` ``None`` (counted, warned) for a broken frame."""
+        if self.on_error == "raise":
+            return self.decode(frame)
+        try:
+            return self.decode(frame)
+        except FormatError as exc:
+            self._read_stats().skipped_samples += 1
+            url = self._set.shard_url(self._shards[shard_no])
+            warnings.warn(f"eventshard: skipped sample {sample} of {url}: {exc}", stacklevel=2)
+            return None
+
+
+def _check_even(even: str | None) -> None:
+    if even not in _EVEN:
+        raise ValueError(f"even must be 'pad', 'drop' or None, got {even!r}")
 
 
 def _check_arguments(

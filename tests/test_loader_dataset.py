@@ -81,13 +81,18 @@ def test_unshuffled_order_is_index_order(small_shard_set):
 @pytest.mark.parametrize("world_size", [2, 3, 7])
 def test_ranks_partition_the_split(small_shard_set, world_size):
     path, truth = small_shard_set
-    seen = []
+    seen, padded = [], []
     for rank in range(world_size):
-        ds = EventShardDataset(path, shuffle=True, seed=1, return_key=True, rank=rank, world_size=world_size)
+        ds = EventShardDataset(path, shuffle=True, seed=1, return_key=True, rank=rank, world_size=world_size, even=None)
         part = [k for _, _, k in ds]
         assert abs(len(part) - 30 / world_size) < 1  # balanced to within one sample
         seen += part
+        ds = EventShardDataset(path, shuffle=True, seed=1, return_key=True, rank=rank, world_size=world_size)
+        part = [k for _, _, k in ds]
+        assert len(part) == math.ceil(30 / world_size) == ds.samples_per_rank()  # even="pad": equal
+        padded += part
     assert sorted(seen) == sorted(_keys(truth))
+    assert set(padded) == set(_keys(truth)) and len(padded) == math.ceil(30 / world_size) * world_size
 
 
 def test_ranks_with_workers_partition_the_split(small_shard_set):
