@@ -1,32 +1,248 @@
 """Shard sets on any fsspec location: open the index, fetch sample frames by byte range, verify.
 
+Sources: a local path, ``file://``, ``http(s)://`` or ``s3://`` (s3fs; credentials, endpoint and region
+from the standard AWS environment variables and config files, e.g. ``AWS_ENDPOINT_URL``, or from
+``storage_options``). Samples are read by byte range, about :data:`READ_BLOCK` bytes at a time, never a
+whole shard at once (unless a local cache folder is asked for, see :mod:`loader.cache`).
+
+Every read is retried with exponential backoff on transient errors (connection errors, timeouts, HTTP
+5xx/408/429, other ``OSError`` but file-not-found and permission errors); the retries are counted in
+:class:`ReadStats`. For ``s3://`` botocore's own retries are switched off by default (pass
+``storage_options={"config_kwargs": {"retries": ...}}`` to change that) so that a failing read is seen,
+counted and bounded here. A read that keeps failing raises :class:`StorageError` naming the URL and
+the byte range.
+
 No torch here: ``shardgen info`` / ``shardgen verify`` use this module too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import hashlib
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 import zstandard
 
+from loader.cache import HashingWriter, ShardCache
 from loader.format import INDEX_NAME, FormatError, decode_sample, loads_index
 
 READ_BLOCK = 8 * 1024 * 1024
+MAX_BACKOFF = 30.0
+ON_ERROR = ("raise", "skip")
+
+T = TypeVar("T")
+
+
+class StorageError(OSError):
+    """A read that kept failing on transient errors; the message names the URL and the byte range."""
+
+
+class _ShortRead(OSError):
+    """Fewer (or more) bytes came back than asked for: retried like a dropped connection."""
 
 
 @dataclass
-class ShardSet:
-    """An opened shard set: its filesystem, base path and validated index."""
+class ReadStats:
+    """What reading a shard set cost and what it had to leave out.
 
-    url: str
-    fs: Any
-    base: str
-    index: dict[str, Any]
+    Attributes
+    ----------
+    retries : int
+        Reads (and size/index requests) retried after a transient error.
+    skipped_shards : list of str
+        URLs of the shards skipped with ``on_error="skip"`` (one entry per skipped read run).
+    skipped_samples : int
+        Samples those skips left out (the ones not yielded before the failure).
+    bytes_read : int
+        Compressed bytes read from the shard set's storage (downloads into the cache included; reads
+        the cache serves are not).
+    cache_hits, cache_misses : int
+        Shards opened from the cache folder / downloaded into it.
+    """
+
+    retries: int = 0
+    skipped_shards: list[str] = field(default_factory=list)
+    skipped_samples: int = 0
+    bytes_read: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+# Exceptions of storage libraries that mean "try again", by class name so that none is imported here.
+_TRANSIENT_CLASSES = frozenset(
+    {
+        "botocore.exceptions.ConnectionError",  # EndpointConnectionError, ConnectionClosedError, …
+        "botocore.exceptions.HTTPClientError",  # ReadTimeoutError, …
+        "botocore.exceptions.IncompleteReadError",
+        "botocore.exceptions.ResponseStreamingError",
+        "aiohttp.client_exceptions.ClientConnectionError",  # ServerDisconnectedError, …
+        "aiohttp.client_exceptions.ClientPayloadError",
+        "fsspec.exceptions.FSTimeoutError",
+        "http.client.IncompleteRead",
+        "urllib3.exceptions.ProtocolError",
+    }
+)
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status an exception (or the one it was translated from) carries, if any."""
+    for e in (exc, exc.__cause__):
+        if e is None:
+            continue
+        status = getattr(e, "status", None)  # aiohttp.ClientResponseError
+        if isinstance(status, int):
+            return status
+        response = getattr(e, "response", None)  # botocore ClientError (s3fs puts it in __cause__)
+        if isinstance(response, dict):
+            code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(code, int):
+                return code
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed storage request is worth repeating.
+
+    True for connection errors, timeouts, HTTP 5xx, 408 and 429, and other ``OSError`` s; false for
+    missing files, permission errors, other HTTP 4xx and :class:`~loader.format.FormatError`.
+    """
+    if isinstance(exc, (*_PERMANENT, FormatError)):
+        return False
+    status = _http_status(exc)
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    if isinstance(exc, OSError | TimeoutError | asyncio.TimeoutError):
+        return True
+    return any(f"{c.__module__}.{c.__qualname__}" in _TRANSIENT_CLASSES for c in type(exc).__mro__)
+
+
+def call_with_retries(
+    fn: Callable[[], T],
+    what: str,
+    *,
+    retries: int = 5,
+    backoff: float = 0.2,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Call ``fn()``, repeating it after transient errors (:func:`is_transient`) with exponential backoff.
+
+    Parameters
+    ----------
+    fn : callable
+        The request.
+    what : str
+        What ``fn`` reads (URL and byte range), for the error message.
+    retries : int
+        Repeats after the first attempt; waits ``backoff, 2·backoff, 4·backoff, …`` (at most
+        :data:`MAX_BACKOFF` s each) in between.
+    backoff : float
+        First wait in seconds.
+    on_retry : callable, optional
+        Called with the exception before each repeat (to count them).
+
+    Raises
+    ------
+    StorageError
+        The last attempt failed on a transient error too (names ``what``; the cause is chained).
+    Exception
+        A non-transient error, unchanged, at once.
+    """
+    delay = float(backoff)
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if attempt >= retries:
+                raise StorageError(
+                    f"{what}: still failing after {attempt + 1} attempts: {type(exc).__name__}: {exc}"
+                ) from exc
+            attempt += 1
+            if on_retry is not None:
+                on_retry(exc)
+            time.sleep(min(delay, MAX_BACKOFF))
+            delay *= 2
+
+
+def _storage_options(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The caller's options, plus (for ``s3://``) botocore retries off unless the caller set them."""
+    opts = copy.deepcopy(dict(storage_options or {}))
+    protocol = fsspec.core.split_protocol(url)[0]
+    if protocol in ("s3", "s3a"):
+        config = opts.setdefault("config_kwargs", {})
+        config.setdefault("retries", {"total_max_attempts": 1})
+    return opts
+
+
+class ShardSet:
+    """An opened shard set: its filesystem, base path, validated index, read settings and statistics.
+
+    Made by :func:`open_shard_set`. It can be pickled and used after a fork (DataLoader workers): the
+    filesystem object is made again in a new process.
+
+    Attributes
+    ----------
+    url : str
+        The shard set's folder as given (without ``index.json``); shard URLs are ``url/<file>``.
+    base : str
+        The folder as a path on :attr:`fs`.
+    index : dict
+        The validated ``index.json``.
+    retries, backoff : int, float
+        Retry settings of every read (see :func:`call_with_retries`).
+    cache : ShardCache or None
+        The local cache folder of whole shards, if any.
+    stats : ReadStats
+        Counts of the reads that were not given their own ``stats``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        base: str,
+        index: dict[str, Any],
+        *,
+        fs: Any = None,
+        storage_options: dict[str, Any] | None = None,
+        retries: int = 5,
+        backoff: float = 0.2,
+        cache: ShardCache | None = None,
+        stats: ReadStats | None = None,
+    ):
+        self.url = url
+        self.base = base
+        self.index = index
+        self.storage_options = dict(storage_options or {})
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.cache = cache
+        self.stats = stats if stats is not None else ReadStats()
+        self._fs = fs
+        self._pid = os.getpid()
+        self._sizes_ok: set[str] = set()
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem (made again after a fork: async filesystems are not fork-safe)."""
+        if self._fs is None or self._pid != os.getpid():
+            self._fs = fsspec.core.url_to_fs(self.url, **copy.deepcopy(self.storage_options))[0]
+            self._pid = os.getpid()
+        return self._fs
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_fs"] = None
+        return state
 
     def shards(self, split: str) -> list[dict[str, Any]]:
         """The shard entries of ``split`` (``ValueError`` naming the available splits otherwise)."""
@@ -41,28 +257,154 @@ class ShardSet:
         """Full path of a shard on :attr:`fs`."""
         return f"{self.base}/{shard['file']}"
 
-    def read_range(self, shard: dict[str, Any], start: int, stop: int) -> bytes:
-        """Bytes ``[offsets[start], offsets[stop])`` of a shard: the frames of samples start..stop-1."""
-        offsets = shard["offsets"]
-        lo, hi = offsets[start], offsets[stop]
-        data = self.fs.cat_file(self.path(shard), start=lo, end=hi)
-        if len(data) != hi - lo:
-            raise FormatError(f"{self.path(shard)}: short read at byte {lo} ({len(data)} of {hi - lo} bytes)")
+    def shard_url(self, shard: dict[str, Any]) -> str:
+        """The shard's URL as errors, warnings and :class:`ReadStats` name it."""
+        return f"{self.url}/{shard['file']}"
+
+    def _retry(self, fn: Callable[[], T], what: str, stats: ReadStats) -> T:
+        def count(_exc: BaseException) -> None:
+            stats.retries += 1
+
+        return call_with_retries(fn, what, retries=self.retries, backoff=self.backoff, on_retry=count)
+
+    def _missing(self, shard: dict[str, Any]) -> FileNotFoundError:
+        return FileNotFoundError(f"{self.shard_url(shard)}: missing (the index names it)")
+
+    def remote_size(self, shard: dict[str, Any], stats: ReadStats | None = None) -> int | None:
+        """The shard's size on its storage (``None`` where the server does not say)."""
+        stats = self.stats if stats is None else stats
+        try:
+            size = self._retry(lambda: self.fs.size(self.path(shard)), f"{self.shard_url(shard)}: size", stats)
+        except FileNotFoundError:
+            raise self._missing(shard) from None
+        return None if size is None else int(size)
+
+    def check_size(self, shard: dict[str, Any], stats: ReadStats | None = None) -> None:
+        """Raise when the shard is missing or its size differs from the index (asked once per shard)."""
+        if shard["file"] in self._sizes_ok:
+            return
+        size = self.remote_size(shard, stats)
+        if size is not None and size != shard["bytes"]:
+            raise FormatError(f"{self.shard_url(shard)}: {size} bytes, the index says {shard['bytes']}")
+        self._sizes_ok.add(shard["file"])
+
+    def read_bytes(self, shard: dict[str, Any], lo: int, hi: int, stats: ReadStats | None = None) -> bytes:
+        """Bytes ``[lo, hi)`` of a shard, retried on transient errors and checked for length."""
+        stats = self.stats if stats is None else stats
+        path = self.path(shard)
+
+        def once() -> bytes:
+            data = self.fs.cat_file(path, start=lo, end=hi)
+            if len(data) != hi - lo:
+                raise _ShortRead(f"the read returned {len(data)} bytes")
+            return data
+
+        try:
+            data = self._retry(once, f"{self.shard_url(shard)} bytes [{lo}, {hi})", stats)
+        except FileNotFoundError:
+            raise self._missing(shard) from None
+        stats.bytes_read += len(data)
         return data
 
-    def iter_frames(self, shard: dict[str, Any], start: int, stop: int) -> Iterator[memoryview]:
-        """Yield the compressed frames of samples ``start..stop-1``, reading about 8 MiB at a time."""
+    def read_range(self, shard: dict[str, Any], start: int, stop: int, stats: ReadStats | None = None) -> bytes:
+        """Bytes ``[offsets[start], offsets[stop])`` of a shard: the frames of samples start..stop-1."""
+        self.check_size(shard, stats)
         offsets = shard["offsets"]
+        return self.read_bytes(shard, offsets[start], offsets[stop], stats)
+
+    def read_shard(self, shard: dict[str, Any], stats: ReadStats | None = None) -> bytes:
+        """The whole shard as stored (whatever its size), read :data:`READ_BLOCK` bytes at a time."""
+        size = self.remote_size(shard, stats)
+        if size is None:
+            what = f"{self.shard_url(shard)}"
+            stats = self.stats if stats is None else stats
+            try:
+                data = self._retry(lambda: self.fs.cat_file(self.path(shard)), what, stats)
+            except FileNotFoundError:
+                raise self._missing(shard) from None
+            stats.bytes_read += len(data)
+            return data
+        return b"".join(
+            self.read_bytes(shard, lo, min(lo + READ_BLOCK, size), stats) for lo in range(0, size, READ_BLOCK)
+        )
+
+    def _open_cached(self, shard: dict[str, Any], stats: ReadStats) -> BinaryIO:
+        """The shard's file in the cache folder, downloaded first (checked by size and sha256) if needed."""
+        assert self.cache is not None
+
+        def fill(writer: HashingWriter) -> None:
+            self.check_size(shard, stats)
+            size = shard["bytes"]
+            for lo in range(0, size, READ_BLOCK):
+                writer.write(self.read_bytes(shard, lo, min(lo + READ_BLOCK, size), stats))
+
+        key = self.fs.unstrip_protocol(self.path(shard))
+        fh, hit = self.cache.open(key, shard["bytes"], shard["sha256"], fill)
+        if hit:
+            stats.cache_hits += 1
+        else:
+            stats.cache_misses += 1
+        return fh
+
+    def iter_frames(
+        self,
+        shard: dict[str, Any],
+        start: int,
+        stop: int,
+        on_error: str = "raise",
+        stats: ReadStats | None = None,
+    ) -> Iterator[memoryview]:
+        """Yield the compressed frames of samples ``start..stop-1``, reading about 8 MiB at a time.
+
+        Parameters
+        ----------
+        shard : dict
+            The shard's entry in the index.
+        start, stop : int
+            Samples of the shard to yield.
+        on_error : {"raise", "skip"}
+            What to do when the shard is missing, has the wrong size or sha256 (cache), or a read keeps
+            failing: raise (the error names the URL), or skip the rest of this run: its URL goes to
+            ``stats.skipped_shards``, the samples not yet yielded to ``stats.skipped_samples``, and a
+            warning ``"eventshard: skipped <url>: <why>"`` is issued.
+        stats : ReadStats, optional
+            Where retries, skips and bytes are counted (default :attr:`stats`).
+        """
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        stats = self.stats if stats is None else stats
+        offsets = shard["offsets"]
+        fh: BinaryIO | None = None
         i = start
-        while i < stop:
-            j = i + 1
-            while j < stop and offsets[j + 1] - offsets[i] <= READ_BLOCK:
-                j += 1
-            block = memoryview(self.read_range(shard, i, j))
-            base = offsets[i]
-            for k in range(i, j):
-                yield block[offsets[k] - base : offsets[k + 1] - base]
-            i = j
+        try:
+            while i < stop:
+                j = i + 1
+                while j < stop and offsets[j + 1] - offsets[i] <= READ_BLOCK:
+                    j += 1
+                lo, hi = offsets[i], offsets[j]
+                try:
+                    if self.cache is None:
+                        block = self.read_range(shard, i, j, stats)
+                    else:
+                        if fh is None:
+                            fh = self._open_cached(shard, stats)
+                        block = os.pread(fh.fileno(), hi - lo, lo)
+                        if len(block) != hi - lo:  # the file was checked when opened: not expected
+                            raise FormatError(f"{self.shard_url(shard)}: cached copy too short at byte {lo}")
+                except (OSError, FormatError) as exc:
+                    if on_error == "raise":
+                        raise
+                    stats.skipped_shards.append(self.shard_url(shard))
+                    stats.skipped_samples += stop - i
+                    warnings.warn(f"eventshard: skipped {self.shard_url(shard)}: {exc}", stacklevel=2)
+                    return
+                view = memoryview(block)
+                for k in range(i, j):
+                    yield view[offsets[k] - lo : offsets[k + 1] - lo]
+                i = j
+        finally:
+            if fh is not None:
+                fh.close()
 
 
 def _strip_index(url: str) -> str:
@@ -72,47 +414,98 @@ def _strip_index(url: str) -> str:
     return url.rstrip("/") if url not in ("/",) else url
 
 
-def open_shard_set(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> ShardSet:
-    """Open a shard set by its folder or ``index.json`` (local path, ``file://``, ``http(s)://``, ``s3://``)."""
+def open_shard_set(
+    url: str | os.PathLike[str],
+    storage_options: dict[str, Any] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache_bytes: int | None = None,
+    retries: int = 5,
+    backoff: float = 0.2,
+) -> ShardSet:
+    """Open a shard set by its folder or ``index.json`` (local path, ``file://``, ``http(s)://``, ``s3://``).
+
+    Parameters
+    ----------
+    url : str or path
+        The shard set's folder or its ``index.json``.
+    storage_options : dict, optional
+        fsspec options (for s3fs e.g. ``{"endpoint_url": ..., "key": ..., "secret": ...}``); by
+        default s3fs takes credentials, endpoint and region from the AWS environment/config.
+    cache_dir : str or path, optional
+        Keep whole shards in this local folder (downloaded once, checked against the index's size and
+        sha256) and read them from there in later epochs; see :mod:`loader.cache`.
+    cache_bytes : int, optional
+        Bound on the cache folder's size (least recently used shards go first); needs ``cache_dir``.
+    retries, backoff : int, float
+        Repeats of a read after transient errors and the first wait in seconds (doubling each time).
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``index.json`` there.
+    FormatError
+        The index is not a valid eventshard index.
+    StorageError
+        The index could not be read after ``retries`` repeats.
+    """
+    if retries < 0 or backoff < 0:
+        raise ValueError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
+    if cache_bytes is not None and cache_dir is None:
+        raise ValueError("cache_bytes needs cache_dir")
     url = _strip_index(os.fspath(url))
-    fs, base = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    opts = _storage_options(url, storage_options)
+    fs, base = fsspec.core.url_to_fs(url, **copy.deepcopy(opts))
     base = base.rstrip("/")
-    index_path = f"{base}/{INDEX_NAME}"
+    stats = ReadStats()
+    index_url = f"{url}/{INDEX_NAME}"
+
+    def count(_exc: BaseException) -> None:
+        stats.retries += 1
+
     try:
-        data = fs.cat_file(index_path)
+        data = call_with_retries(
+            lambda: fs.cat_file(f"{base}/{INDEX_NAME}"), index_url, retries=retries, backoff=backoff, on_retry=count
+        )
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{url}: no {INDEX_NAME} (not a shard set, or its conversion did not finish)"
-        ) from None
+        raise FileNotFoundError(f"{url}: no {INDEX_NAME} (not a shard set, or its conversion did not finish)") from None
     try:
         index = loads_index(data)
     except FormatError as exc:
-        raise FormatError(f"{url}/{INDEX_NAME}: {exc}") from None
-    return ShardSet(url, fs, base, index)
+        raise FormatError(f"{index_url}: {exc}") from None
+    cache = ShardCache(cache_dir, cache_bytes) if cache_dir is not None else None
+    return ShardSet(
+        url, base, index, fs=fs, storage_options=opts, retries=retries, backoff=backoff, cache=cache, stats=stats
+    )
 
 
-def verify(url: str | os.PathLike[str], decode: bool = True) -> dict[str, Any]:
+def verify(
+    url: str | os.PathLike[str], decode: bool = True, storage_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Check every shard's size and sha256 and (with ``decode``) decode every sample.
 
     Returns a report ``{"ok": bool, "problems": [...], "samples": n, "events": n}``; each problem
-    names the shard and, for a sample, its index and byte offset.
+    names the shard's URL and, for a sample, its index and byte offset.
     """
-    ss = open_shard_set(url)
+    ss = open_shard_set(url, storage_options)
     problems: list[str] = []
     samples = events = 0
     dctx = zstandard.ZstdDecompressor()
     for info in ss.index["splits"].values():
         for shard in info["shards"]:
-            path = ss.path(shard)
+            name = ss.shard_url(shard)
             try:
-                data = ss.fs.cat_file(path)
+                data = ss.read_shard(shard)
             except FileNotFoundError:
-                problems.append(f"{path}: missing")
+                problems.append(f"{name}: missing")
+                continue
+            except OSError as exc:
+                problems.append(str(exc))
                 continue
             if len(data) != shard["bytes"]:
-                problems.append(f"{path}: {len(data)} bytes, index says {shard['bytes']}")
+                problems.append(f"{name}: {len(data)} bytes, index says {shard['bytes']}")
             if hashlib.sha256(data).hexdigest() != shard["sha256"]:
-                problems.append(f"{path}: sha256 differs from the index")
+                problems.append(f"{name}: sha256 differs from the index")
             if not decode:
                 continue
             n_events = 0
@@ -123,8 +516,8 @@ def verify(url: str | os.PathLike[str], decode: bool = True) -> dict[str, Any]:
                     n_events += ev["t"].size
                     samples += 1
                 except FormatError as exc:
-                    problems.append(f"{path}: sample {k} at byte {offs[k]}: {exc}")
+                    problems.append(f"{name}: sample {k} at byte {offs[k]}: {exc}")
             events += n_events
             if n_events != shard["events"]:
-                problems.append(f"{path}: {n_events} events decoded, index says {shard['events']}")
+                problems.append(f"{name}: {n_events} events decoded, index says {shard['events']}")
     return {"ok": not problems, "problems": problems, "samples": samples, "events": events}

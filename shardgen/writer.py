@@ -3,7 +3,9 @@
 A shard exists under its final name only once it is complete (written as ``.<name>.partial``,
 then renamed), and ``index.json`` is written last, after every shard, so an interrupted run
 never leaves a set that looks complete. Output to a URL is staged in a local folder and
-uploaded with fsspec, shards first and the index last.
+uploaded with fsspec, shards first (a few at a time, each retried on transient errors and checked
+for size at the URL) and the index last, once every shard is there; an earlier set's index at the
+URL is removed before anything else, then its shards.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,6 +32,8 @@ from loader.format import (
 )
 
 DEFAULT_SHARD_SIZE = 32 * 1024 * 1024
+UPLOAD_THREADS = 4  # shards uploaded at once to a URL output
+UPLOAD_RETRIES, UPLOAD_BACKOFF = 5, 0.5  # repeats of a failed upload, first wait in seconds (doubling)
 _END_FRAME = zstandard.ZstdCompressor(level=1, write_content_size=True, write_checksum=True).compress(END_OF_ARCHIVE)
 
 
@@ -166,9 +171,7 @@ class ShardSetOutput:
         else:
             self._tmp = tempfile.mkdtemp(prefix="eventshard-stage-")
             self.folder = Path(self._tmp)
-            fs, path = _url_to_fs(self.out)
-            if fs.exists(f"{path}/{INDEX_NAME}"):
-                fs.rm(f"{path}/{INDEX_NAME}")
+            self._forget_previous_remote()
 
     def _forget_previous(self) -> None:
         """Remove an earlier run's index first (so the set is never 'complete' midway), then its shards."""
@@ -183,6 +186,24 @@ class ShardSetOutput:
         for info in old["splits"].values():
             for shard in info.get("shards", []):
                 (self.folder / shard["file"]).unlink(missing_ok=True)
+
+    def _forget_previous_remote(self) -> None:
+        """Remove an earlier run's index at the URL first, then the shards it named (as for a folder)."""
+        fs, path = _url_to_fs(self.out)
+        index = f"{path}/{INDEX_NAME}"
+        if not fs.exists(index):
+            return
+        try:
+            old = loads_index(fs.cat_file(index))
+        except FormatError:
+            old = {"splits": {}}
+        fs.rm_file(index)
+        for info in old["splits"].values():
+            for shard in info.get("shards", []):
+                try:
+                    fs.rm_file(f"{path}/{shard['file']}")
+                except FileNotFoundError:
+                    pass
 
     def writer(self, split: str, shard_size: int = DEFAULT_SHARD_SIZE) -> ShardWriter:
         """A :class:`ShardWriter` for ``split`` in this output."""
@@ -200,11 +221,28 @@ class ShardSetOutput:
             return
         fs, path = _url_to_fs(self.out)
         fs.makedirs(path, exist_ok=True)
-        for info in index["splits"].values():
-            for shard in info["shards"]:
-                fs.put_file(str(self.folder / shard["file"]), f"{path}/{shard['file']}")
-        fs.put_file(str(tmp), f"{path}/{INDEX_NAME}")
+        names = [shard["file"] for info in index["splits"].values() for shard in info["shards"]]
+        with ThreadPoolExecutor(max_workers=min(UPLOAD_THREADS, max(1, len(names)))) as pool:
+            for _ in pool.map(lambda name: self._upload(fs, self.folder / name, f"{path}/{name}", name), names):
+                pass  # re-raises the first failed upload, after the others finished
+        self._upload(fs, tmp, f"{path}/{INDEX_NAME}", INDEX_NAME)  # last: the set is complete once it is there
         self.committed = True
+
+    def _upload(self, fs: Any, local: Path, remote: str, name: str) -> None:
+        """Upload one file, retried on transient errors, and check its size there (``OSError`` naming the URL)."""
+        from loader.shards import call_with_retries
+
+        url = f"{self.out.rstrip('/')}/{name}"
+        size = local.stat().st_size
+
+        def put() -> None:
+            fs.put_file(str(local), remote)
+            fs.invalidate_cache(remote)
+            got = fs.size(remote)
+            if got != size:
+                raise OSError(f"uploaded {size} bytes, the storage holds {got}")
+
+        call_with_retries(put, f"{url}: upload", retries=UPLOAD_RETRIES, backoff=UPLOAD_BACKOFF)
 
     def cleanup(self) -> None:
         """Remove partial files, the shards of an uncommitted set, and a URL output's staging folder."""
