@@ -175,13 +175,26 @@ def call_with_retries(
             delay *= 2
 
 
+HTTP_READ_TIMEOUT = 60.0
+"""Seconds an ``http(s)://`` read may stall before it counts as a failure and is retried."""
+
+
 def _storage_options(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
-    """The caller's options, plus (for ``s3://``) botocore retries off unless the caller set them."""
+    """The caller's options, plus defaults: for ``s3://`` botocore retries off (this module retries and
+    counts), for ``http(s)://`` a read timeout of :data:`HTTP_READ_TIMEOUT` instead of aiohttp's 5 minutes.
+    """
     opts = copy.deepcopy(dict(storage_options or {}))
     protocol = fsspec.core.split_protocol(url)[0]
     if protocol in ("s3", "s3a"):
         config = opts.setdefault("config_kwargs", {})
         config.setdefault("retries", {"total_max_attempts": 1})
+    elif protocol in ("http", "https"):
+        client = opts.setdefault("client_kwargs", {})
+        if "timeout" not in client:
+            import aiohttp
+
+            client["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_READ_TIMEOUT,
+                                                      sock_read=HTTP_READ_TIMEOUT)
     return opts
 
 

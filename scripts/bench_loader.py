@@ -545,10 +545,9 @@ def _run(args: argparse.Namespace, work: Path, load_at_start: float) -> None:
                        f"{rss_ratio:.2f}x the peak worker RSS ({es_runs[0]['samples']} → {big['samples']}: "
                        f"{peaks[-1] / peaks[0]:.2f}x)", rss_ratio <= 1.1))
         frame_mib = FRAMES * 2 * H * W * 4 / 2**20
-        print(f"(bound per worker: the parent's pages + shuffle_buffer=64 integrated samples of {FRAMES}x2x{H}x{W} "
-              f"float32 ({64 * frame_mib:.0f} MiB) + up to prefetch_factor=2 collated batches in shared memory "
-              f"({2 * BATCH * frame_mib:.0f} MiB) + one sample's decode buffers; RSS rises until a worker's share "
-              "passes 64 samples, then stays flat)")
+        print("(bound per worker: the parent's pages + shuffle_buffer=64 compressed samples (about 0.7 MiB each) "
+              f"+ up to prefetch_factor=2 collated batches in shared memory ({2 * BATCH * frame_mib:.0f} MiB) "
+              "+ one 8 MiB read block and one sample's decode buffers; it does not grow with the dataset)")
     print()
     print("Targets:")
     for text, ok in checks:
