@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loader.format import INDEX_NAME, FormatError, dumps_index, loads_index
+from loader.shards import open_shard_set
 
 _JOB_DIR = re.compile(r"^job-(\d{4})-of-(\d{4})$")
 _SUMMABLE = ("recordings", "empty_windows", "events", "events_read", "truncated_recordings", "truncated_bytes",
@@ -96,13 +97,11 @@ def merge(out: str | os.PathLike[str]) -> dict[str, Any]:
         if folder not in parts:
             raise MergeError(f"{out}: part {folder} is missing (run --job-index {i} --num-jobs {total})")
         try:
-            data = fs.cat_file(f"{base}/{folder}/{INDEX_NAME}")
+            index = open_shard_set(f"{out.rstrip('/')}/{folder}").index
         except FileNotFoundError:
             raise MergeError(f"{out}/{folder}: not finished (no {INDEX_NAME}); rerun job {i}") from None
-        try:
-            index = loads_index(data)
         except FormatError as exc:
-            raise MergeError(f"{out}/{folder}/{INDEX_NAME}: {exc}") from None
+            raise MergeError(str(exc)) from None
         if index.get("job") != {"index": i, "count": total}:
             raise MergeError(f"{out}/{folder}/{INDEX_NAME}: says it is job {index.get('job')}, expected {i} of {total}")
         indexes.append(index)
