@@ -163,6 +163,7 @@ class ShardSetOutput:
         self.local = _is_local(self.out)
         self._tmp: str | None = None
         self.written: list[str] = []
+        self._writers: list[ShardWriter] = []
         self.committed = False
         if self.local:
             self.folder = _local_path(self.out)
@@ -207,7 +208,9 @@ class ShardSetOutput:
 
     def writer(self, split: str, shard_size: int = DEFAULT_SHARD_SIZE) -> ShardWriter:
         """A :class:`ShardWriter` for ``split`` in this output."""
-        return ShardWriter(self.folder, split, shard_size, self.written)
+        writer = ShardWriter(self.folder, split, shard_size, self.written)
+        self._writers.append(writer)
+        return writer
 
     def commit(self, index: Mapping[str, Any]) -> None:
         """Write ``index.json`` (atomically, last) and, for a URL, upload shards then the index."""
@@ -246,6 +249,8 @@ class ShardSetOutput:
 
     def cleanup(self) -> None:
         """Remove partial files, the shards of an uncommitted set, and a URL output's staging folder."""
+        for writer in self._writers:
+            writer.abort()  # closes a shard left open by a failure
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             return
