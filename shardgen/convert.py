@@ -26,7 +26,7 @@ from loader.allocator import keep_freed_memory
 from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
 from shardgen import jobs
 from shardgen.datasets import get_dataset
-from shardgen.datasets.base import DatasetError, RecordingTask, Source, read_all
+from shardgen.datasets.base import DatasetError, RecordingTask, Source, Want, read_all, want_all
 from shardgen.sharedbuf import SlotPool
 from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput, ShardWriter
 
@@ -173,7 +173,7 @@ def convert(
         bar = _progress(None, progress)
         try:
             inflight: dict[Future[RecordingResult], object] = {}
-            assembler = _Assembler(output, shard_size)
+            assembler = _Assembler(output, shard_size, want)
 
             def collect(done: set[Future[RecordingResult]]) -> None:
                 for fut in done:
@@ -185,7 +185,7 @@ def convert(
                     bar.update(1)
                 known = src.known_order()
                 if known is not None:
-                    assembler.set_order({split: [n for n in names if want(n)] for split, names in known.items()})
+                    assembler.set_order(known)
                 assembler.feed(results)
 
             stage = slots.stage if slots is not None else read_all
@@ -201,8 +201,9 @@ def convert(
                 if len(inflight) > workers:
                     collect(wait(inflight, return_when=FIRST_COMPLETED).done)
             full_order = src.order()  # the whole download has been read: the split lists are known now
-            order = {split: [n for n in names if want(n)] for split, names in full_order.items()}
-            assembler.set_order(order)
+            assembler.set_order(full_order)
+            order = assembler.order
+            assert order is not None
             assembler.feed(results)  # append what is done while the last recordings are processed
             while inflight:
                 collect(wait(inflight, return_when=FIRST_COMPLETED).done)
@@ -239,15 +240,16 @@ class _Assembler:
     are still busy; whatever is still missing is appended at the end.
     """
 
-    def __init__(self, output: ShardSetOutput, shard_size: int):
+    def __init__(self, output: ShardSetOutput, shard_size: int, want: Want = want_all):
         self.output = output
         self.shard_size = shard_size
+        self.want = want
         self.order: dict[str, list[str]] | None = None
         self.writers: dict[str, ShardWriter] = {}
         self.next: dict[str, int] = {}
 
     def set_order(self, order: dict[str, list[str]] | None) -> None:
-        """Adopt the split lists once known; refuse a recording listed twice."""
+        """Adopt the split lists once known (only the recordings ``want`` selects); refuse duplicates."""
         if self.order is not None or order is None:
             return
         seen: set[str] = set()
@@ -256,7 +258,7 @@ class _Assembler:
                 if name in seen:
                     raise DatasetError(f"recording {name} is listed twice in the split lists")
                 seen.add(name)
-        self.order = order
+        self.order = {split: [n for n in names if self.want(n)] for split, names in order.items()}
         for split in order:
             self.writers[split] = self.output.writer(split, self.shard_size)
             self.next[split] = 0

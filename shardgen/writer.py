@@ -20,21 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import zstandard
-
 from loader.format import (
     END_OF_ARCHIVE,
     INDEX_NAME,
     FormatError,
     dumps_index,
     loads_index,
+    new_compressor,
     shard_name,
 )
 
 DEFAULT_SHARD_SIZE = 32 * 1024 * 1024
 UPLOAD_THREADS = 4  # shards uploaded at once to a URL output
 UPLOAD_RETRIES, UPLOAD_BACKOFF = 5, 0.5  # repeats of a failed upload, first wait in seconds (doubling)
-_END_FRAME = zstandard.ZstdCompressor(level=1, write_content_size=True, write_checksum=True).compress(END_OF_ARCHIVE)
+_END_FRAME = new_compressor(1).compress(END_OF_ARCHIVE)
 
 
 @dataclass

@@ -252,11 +252,12 @@ class GestureSource:
         return None
 
     def order(self) -> dict[str, list[str]]:
-        """Split → recording stems in the order of the trials lists."""
-        for split, fname in SPLIT_LISTS.items():
-            if split not in self._trials:
-                raise DatasetError(f"{self.archive or self.folder}: no {fname} found")
-        return {split: list(self._trials[split]) for split in SPLIT_LISTS}
+        """Split → recording stems in the order of the trials lists (an error if one was not found)."""
+        order = self.known_order()
+        if order is None:
+            missing = [fname for split, fname in SPLIT_LISTS.items() if split not in self._trials]
+            raise DatasetError(f"{self.archive or self.folder}: no {missing[0]} found")
+        return order
 
 
 def open_source(raw: Path | str, check_md5: bool = True) -> GestureSource:
