@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,19 +9,12 @@ from shardgen.datasets.base import DatasetError, RecordingTask
 from shardgen.datasets.dvs128_gesture import DEFAULT_CLASSES, cut, parse_labels, parse_mapping
 from shardgen.formats.aedat3 import AedatError, read_aedat3
 from tests.gen_dvsgesture import POLARITY, aedat31_bytes, packet_bytes, polarity_payload
+from tests.realdata import REALDATA, real_file
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 GESTURE = REALDATA / "dvsgesture"
 
 # user01_natural_labels.csv as published (class, start, end); class 8 appears twice, 4 and 5 are swapped in time
 USER01_NATURAL_CLASSES = [1, 2, 3, 5, 4, 6, 7, 8, 8, 9, 10, 11]
-
-
-def real_file(*parts: str) -> Path:
-    path = REALDATA.joinpath(*parts)
-    if not path.is_file():
-        pytest.skip(f"{path} not available (shared/realdata is not part of every checkout)")
-    return path
 
 
 def test_gesture_mapping():
