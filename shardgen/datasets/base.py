@@ -36,6 +36,21 @@ def want_all(name: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Resource:
+    """One file of a dataset's download, as its authors publish it.
+
+    ``file`` is its name inside RAW; ``url`` where it can be fetched automatically (``None``: by hand
+    only); ``md5`` the published checksum (``None``: none is published); ``page`` where a person gets
+    it by hand (a landing page, a mirror, instructions).
+    """
+
+    file: str
+    url: str | None
+    md5: str | None
+    page: str | None = None
+
+
 class DatasetError(ValueError):
     """The raw download is missing, incomplete or malformed; the message names the file."""
 
