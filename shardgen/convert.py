@@ -49,6 +49,7 @@ class RecordingResult:
     truncated_bytes: int
     skipped_packets: int
     warnings: list[str] = field(default_factory=list)
+    skipped_words: dict[str, int] = field(default_factory=dict)
 
 
 _CCTX: dict[int, Any] = {}
@@ -64,7 +65,7 @@ def process_recording(
     keys, labels, events, sizes = [], [], [], []
     with open(part, "wb") as f:
         for s in cut.samples:
-            frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, mod.SENSOR_SIZE, cctx)
+            frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, mod.SPEC.sensor_size, cctx)
             f.write(frame)
             keys.append(s.key)
             labels.append(int(s.meta["label"]))
@@ -82,6 +83,7 @@ def process_recording(
         cut.truncated_bytes,
         cut.skipped_packets,
         cut.warnings,
+        cut.skipped_words,
     )
 
 
@@ -116,6 +118,7 @@ def convert(
     progress: bool = True,
     num_jobs: int = 1,
     job_index: int = 0,
+    split: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Convert the raw download of ``dataset_id`` in ``raw`` into a shard set at ``out``.
 
@@ -143,6 +146,10 @@ def convert(
         Convert only job ``job_index``'s deterministic share of the recordings (see
         :func:`shardgen.jobs.job_of`) into ``out/job-IIII-of-JJJJ/``; ``shardgen merge`` then
         writes the single index of the whole set.
+    split : dict, optional
+        For datasets without an official split: ``rule`` (``"ratio"``, ``"first-k"``),
+        ``train_ratio``, ``seed``, ``test_per_class`` (see
+        :class:`shardgen.datasets.classfolder.SplitRule`); the rule is recorded in ``index.json``.
 
     Returns
     -------
@@ -158,7 +165,33 @@ def convert(
     mod = get_dataset(dataset_id)
     workers = max(1, workers or os.cpu_count() or 1)
     want = jobs.wanted(num_jobs, job_index)
-    src = mod.open_source(Path(raw), check_md5=check_md5)
+    src = mod.open_source(Path(raw), check_md5=check_md5, split=split)
+    try:
+        return _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
+                        num_jobs, job_index, want, t_start)
+    finally:
+        close = getattr(src, "close", None)
+        if close is not None:
+            close()
+
+
+def _convert(
+    mod: ModuleType,
+    src: Source,
+    dataset_id: str,
+    raw: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    workers: int,
+    shard_size: int,
+    allow_truncated: bool,
+    level: int,
+    progress: bool,
+    num_jobs: int,
+    job_index: int,
+    want: Want,
+    t_start: float,
+) -> dict[str, Any]:
+    """:func:`convert` once the source is open."""
     if num_jobs > 1:
         jobs.retire_merged_index(out)
         out = jobs.job_url(out, num_jobs, job_index)
@@ -214,6 +247,7 @@ def convert(
             listed = {name for names in full_order.values() for name in names}
             src.skipped.extend(f"{name}: not in any split list" for name in sorted(set(results) - listed))
             summary = _summary(index, results, src, order)
+            _add_views(index, src)
             index["summary"] = dict(summary)  # no clock values in the index: reruns give the same bytes
             output.commit(index)
             seconds = time.perf_counter() - t_start
@@ -294,14 +328,29 @@ def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> 
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "dataset": mod.ID,
-        "sensor_size": list(mod.SENSOR_SIZE),
+        "dataset": mod.SPEC.id,
+        "sensor_size": list(mod.SPEC.sensor_size),
         "classes": list(src.classes),
         "time_unit": TIME_UNIT,
         "zstd_level": level,
         "splits": splits,
+        "split_rule": src.rule.describe() if hasattr(src, "rule") else {"rule": "official"},
         "source": {"files": src.provenance, "tool": TOOL_VERSION},
     }
+
+
+def _add_views(index: dict[str, Any], src: Source) -> None:
+    """Add the source's view splits (``all`` = train + test): the same shards listed again, no bytes copied."""
+    views = getattr(src, "views", lambda: {})()
+    for name, parts in views.items():
+        shards = [dict(s) for part in parts for s in index["splits"][part]["shards"]]
+        index["splits"][name] = {
+            "samples": sum(s["samples"] for s in shards),
+            "events": sum(s["events"] for s in shards),
+            "bytes": sum(s["bytes"] for s in shards),
+            "shards": shards,
+            "view_of": list(parts),
+        }
 
 
 def _summary(
@@ -331,6 +380,7 @@ def _summary(
         "truncated_recordings": sum(1 for r in results.values() if r.truncated_bytes),
         "truncated_bytes": sum(r.truncated_bytes for r in results.values()),
         "skipped_packets": sum(r.skipped_packets for r in results.values()),
+        "skipped_words": dict(sum((Counter(r.skipped_words) for r in results.values()), Counter())),
         "skipped": list(src.skipped),
         "warnings": warnings,
         "shard_bytes": shard_bytes,

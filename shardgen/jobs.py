@@ -139,6 +139,8 @@ def _merge_indexes(indexes: list[dict[str, Any]], out: str) -> dict[str, Any]:
             "bytes": sum(s["bytes"] for s in shards),
             "shards": shards,
         }
+        if "view_of" in first["splits"][split]:
+            splits[split]["view_of"] = first["splits"][split]["view_of"]
     merged = {k: v for k, v in first.items() if k not in ("splits", "summary", "job", "source")}
     merged["splits"] = splits
     merged["source"] = {**first["source"], "jobs": total}

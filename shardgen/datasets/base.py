@@ -51,6 +51,27 @@ class Resource:
     page: str | None = None
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What ``shardgen list``, ``shardgen download`` and the docs say about a dataset.
+
+    ``classes`` are the class names in label order as the dataset is published (class-folder
+    datasets number the folders they find in sorted order, which gives this order on a complete
+    download); ``where`` says how to get the files by hand (``{raw}`` is replaced by the RAW folder).
+    """
+
+    id: str
+    title: str
+    sensor_size: tuple[int, int]
+    classes: tuple[str, ...]
+    resources: tuple[Resource, ...]
+    downloadable: bool
+    where: str
+    reader: str
+    split_rule: str
+    conventions: str = ""
+
+
 class DatasetError(ValueError):
     """The raw download is missing, incomplete or malformed; the message names the file."""
 
@@ -99,6 +120,8 @@ class CutRecording:
     truncated_bytes: int = 0
     skipped_packets: int = 0
     warnings: list[str] = field(default_factory=list)
+    skipped_words: dict[str, int] = field(default_factory=dict)
+    """Words read but not kept as events, by kind (overflow markers, APS, IMU …)."""
 
 
 class Source(Protocol):

@@ -19,7 +19,9 @@ from shardgen.datasets.base import (
     CutRecording,
     CutSample,
     DatasetError,
+    DatasetSpec,
     RecordingTask,
+    Resource,
     Stage,
     Want,
     read_all,
@@ -60,6 +62,22 @@ DEFAULT_CLASSES = [
     "air_guitar",
     "other_gestures",
 ]
+
+
+SPEC = DatasetSpec(
+    id=ID,
+    title="IBM DVS128 Gesture (Amir et al. 2017)",
+    sensor_size=SENSOR_SIZE,
+    classes=tuple(DEFAULT_CLASSES),
+    resources=tuple(
+        Resource(name, None, md5, "https://research.ibm.com/interactive/dvsgesture/") for name, md5 in RESOURCES.items()
+    ),
+    downloadable=DOWNLOADABLE,
+    where=WHERE,
+    reader="AEDAT 3.1 polarity packets (shardgen.formats.aedat3)",
+    split_rule="official: trials_to_train.txt / trials_to_test.txt",
+    conventions="x, y, p as recorded; one sample per labels-csv row; label = csv class - 1 (the true class)",
+)
 
 
 def parse_mapping(data: bytes, name: str) -> list[str]:
@@ -260,8 +278,14 @@ class GestureSource:
         return order
 
 
-def open_source(raw: Path | str, check_md5: bool = True) -> GestureSource:
-    """Find and check a DVS128 Gesture download in ``raw`` (see :class:`GestureSource`)."""
+def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> GestureSource:
+    """Find and check a DVS128 Gesture download in ``raw`` (see :class:`GestureSource`).
+
+    DVS128 Gesture has an official split; asking for another one (``split``) is an error.
+    """
+    if split:
+        raise DatasetError(f"{ID} has an official split (trials_to_train.txt / trials_to_test.txt); "
+                           "--split-rule, --train-ratio and --split-seed do not apply")
     return GestureSource(Path(raw), check_md5)
 
 
@@ -322,4 +346,6 @@ def cut(task: RecordingTask, allow_truncated: bool = False) -> CutRecording:
     )
 
 
-__all__ = ["ID", "SENSOR_SIZE", "RESOURCES", "open_source", "cut", "parse_labels", "parse_mapping", "GestureSource"]
+__all__ = [
+    "ID", "SPEC", "SENSOR_SIZE", "RESOURCES", "open_source", "cut", "parse_labels", "parse_mapping", "GestureSource"
+]
