@@ -7,6 +7,10 @@ from types import ModuleType
 
 DATASETS: dict[str, str] = {
     "dvs128-gesture": "shardgen.datasets.dvs128_gesture",
+    "cifar10-dvs": "shardgen.datasets.cifar10_dvs",
+    "n-mnist": "shardgen.datasets.n_mnist",
+    "n-caltech101": "shardgen.datasets.n_caltech101",
+    "asl-dvs": "shardgen.datasets.asl_dvs",
 }
 
 

@@ -21,6 +21,7 @@ Keys are ``<class folder>/<file stem>``, which is where SpikingJelly stores the 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -53,7 +54,7 @@ from shardgen.formats.events import Events
 Reader = Callable[[Any, str, bool], Events]
 """``read(data, name, allow_truncated) -> Events`` with the dataset's coordinate convention applied."""
 
-SPLIT_RULES = ("official", "first-k", "ratio")
+SPLIT_RULES = ("official", "first-k", "ratio", "ordered")
 ALL_SPLIT = "all"
 
 
@@ -66,7 +67,10 @@ class SplitRule:
     are test, the rest train (CIFAR10-DVS files 0–99, the TEBN rule of SpikingJelly's
     ``CIFAR10DVSTEBNSplit``). ``ratio``: in every class a seeded random ``train_ratio`` of the files
     is train (the permutation is seeded by ``seed`` and the class name, so adding a class does not
-    change the others).
+    change the others). ``ordered``: in every class the first ``train_ratio`` of the files in name
+    order are train, exactly SpikingJelly's ``split_to_train_test_set(train_ratio, dataset, n)``
+    with ``random_split=False``. Both ratio rules put ``ceil(train_ratio * n)`` files of a class of
+    ``n`` in train, as SpikingJelly does.
     """
 
     kind: str
@@ -77,7 +81,7 @@ class SplitRule:
     def __post_init__(self) -> None:
         if self.kind not in SPLIT_RULES:
             raise DatasetError(f"split rule {self.kind!r}: expected one of {', '.join(SPLIT_RULES)}")
-        if self.kind == "ratio" and not 0.0 <= self.train_ratio <= 1.0:
+        if self.kind in ("ratio", "ordered") and not 0.0 <= self.train_ratio <= 1.0:
             raise DatasetError(f"--train-ratio {self.train_ratio}: must lie in [0, 1]")
         if self.kind == "first-k" and self.test_per_class < 0:
             raise DatasetError(f"--test-per-class {self.test_per_class}: must be >= 0")
@@ -88,6 +92,8 @@ class SplitRule:
             return {"rule": "first-k", "test_per_class": self.test_per_class, "order": "number in the file name"}
         if self.kind == "ratio":
             return {"rule": "ratio", "train_ratio": self.train_ratio, "seed": self.seed}
+        if self.kind == "ordered":
+            return {"rule": "ordered", "train_ratio": self.train_ratio, "order": "file name"}
         return {"rule": "official"}
 
 
@@ -345,10 +351,12 @@ class ClassFolderSource:
                 for i, m in enumerate(ranked):
                     split_of[m] = "test" if i < rule.test_per_class else "train"
             else:
-                ordered = sorted(ms, key=lambda m: m.stem)
-                rng = np.random.default_rng([rule.seed, zlib.crc32(cls.encode())])
-                perm = rng.permutation(len(ordered))
-                n_train = int(round(rule.train_ratio * len(ordered)))
+                ordered = sorted(ms, key=lambda m: (m.stem, m.name))
+                n_train = math.ceil(rule.train_ratio * len(ordered))
+                if rule.kind == "ordered":
+                    perm = np.arange(len(ordered))
+                else:
+                    perm = np.random.default_rng([rule.seed, zlib.crc32(cls.encode())]).permutation(len(ordered))
                 for rank, i in enumerate(perm.tolist()):
                     split_of[ordered[i]] = "train" if rank < n_train else "test"
         return split_of
