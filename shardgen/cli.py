@@ -35,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--num-jobs", type=int, default=1, help="spread the conversion over J jobs (then: shardgen merge)")
     c.add_argument("--job-index", type=int, default=0, help="which of the J jobs this is (0 … J-1)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
-    sub.add_parser("list", help="list the dataset ids")
+    c.add_argument("--split-rule", choices=["ratio", "ordered", "first-k", "official"], default=None,
+                   help="how to split a dataset that has no official split (default: the dataset's own)")
+    c.add_argument("--train-ratio", type=float, default=None, help="share of each class in train (ratio, ordered)")
+    c.add_argument("--split-seed", type=int, default=None, help="seed of the ratio rule's per-class permutation")
+    c.add_argument("--test-per-class", type=int, default=None, help="files per class in test (first-k)")
+    sub.add_parser("list", help="list the datasets: sensor size, classes, downloadable, split rule")
     m = sub.add_parser("merge", help="write OUT/index.json from the parts of a --num-jobs conversion")
     m.add_argument("out")
     i = sub.add_parser("info", help="describe a shard set")
@@ -44,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("out")
     d = sub.add_parser("download", help="fetch a dataset's raw files (or say where to get them)")
     d.add_argument("dataset", choices=sorted(DATASETS))
-    d.add_argument("--raw", required=True)
+    d.add_argument("--raw", required=True, help="folder to put the files in (created when something is fetched)")
+    d.add_argument("--mirror", default=None, help="fetch every file from MIRROR/<file> instead (http(s), s3, folder)")
+    d.add_argument("--no-md5", action="store_true", help="do not check the published md5 sums")
+    d.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     return ap
 
 
@@ -66,13 +74,36 @@ def _print_summary(s: dict, out: str) -> None:
         print(f"warning        {w}")
 
 
+def _split_options(args: argparse.Namespace) -> dict | None:
+    """The ``--split-*`` options as ``convert(split=…)`` takes them (``None`` when none was given)."""
+    opts = {"rule": args.split_rule, "train_ratio": args.train_ratio, "seed": args.split_seed,
+            "test_per_class": args.test_per_class}
+    return {k: v for k, v in opts.items() if v is not None} or None
+
+
+def _list_table() -> str:
+    """One line per dataset: id, sensor, classes, downloadable, split rule, reader."""
+    rows = [("id", "sensor HxW", "classes", "download", "split", "raw format")]
+    for ds in sorted(DATASETS):
+        spec = get_dataset(ds).SPEC
+        rows.append((
+            spec.id,
+            f"{spec.sensor_size[0]}x{spec.sensor_size[1]}",
+            str(len(spec.classes)),
+            "automatic" if spec.downloadable else "by hand",
+            spec.split_rule.split(":")[0],
+            spec.reader.split(" (")[0],
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shardgen`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "list":
-            for ds in sorted(DATASETS):
-                print(ds)
+            print(_list_table())
             return 0
         if args.cmd == "convert":
             from loader.format import DEFAULT_ZSTD_LEVEL
@@ -92,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.quiet,
                 num_jobs=args.num_jobs,
                 job_index=args.job_index,
+                split=_split_options(args),
             )
             for w in s["warnings"]:
                 print(f"shardgen: warning: {w}", file=sys.stderr)
@@ -132,11 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{'OK' if rep['ok'] else 'FAILED'}: {rep['samples']} samples, {rep['events']:,} events checked")
             return 0 if rep["ok"] else 1
         if args.cmd == "download":
-            mod = get_dataset(args.dataset)
-            if not getattr(mod, "DOWNLOADABLE", False):
-                print(mod.WHERE.format(raw=Path(args.raw).resolve()))
+            from shardgen.download import fetch_resources, format_report
+
+            spec = get_dataset(args.dataset).SPEC
+            rep = fetch_resources(spec.resources, args.raw, mirror=args.mirror, progress=not args.quiet,
+                                  check_md5=not args.no_md5, log=(lambda _m: None) if args.quiet else None)
+            print(format_report(rep))
+            if not rep.complete:
+                print(spec.where.format(raw=Path(args.raw).resolve()))
                 return 2
-            mod.download(Path(args.raw))
             return 0
     except (ValueError, OSError) as exc:
         print(f"shardgen: error: {exc}", file=sys.stderr)

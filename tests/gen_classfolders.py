@@ -72,11 +72,13 @@ def _write(gen: GeneratedDownload, name: str, data: bytes) -> None:
     gen.md5[name] = hashlib.md5(data).hexdigest()
 
 
-def _counts(rng: np.random.Generator, n: int, max_events: int) -> list[int]:
-    """Event counts per sample: the first file of the first class is empty, one has a single event."""
+def _counts(rng: np.random.Generator, n: int, max_events: int, empty: bool = False) -> list[int]:
+    """Event counts per sample: the first is empty when ``empty``, the second has a single event."""
     counts = [int(c) for c in rng.integers(2, max_events + 1, size=n)]
     if n > 1:
         counts[1] = 1
+    if empty and n:
+        counts[0] = 0
     return counts
 
 
@@ -95,9 +97,7 @@ def write_nmnist(root: Path, per_class: int = 3, classes: tuple[str, ...] = ("0"
     for folder, split in (("Train", "train"), ("Test", "test")):
         members = {}
         for ci, cls in enumerate(classes):
-            counts = _counts(rng, per_class, max_events)
-            if ci == 0 and split == "train":
-                counts[0] = 0
+            counts = _counts(rng, per_class, max_events, empty=ci == 0 and split == "train")
             for k, n in enumerate(counts):
                 stem = f"{int(rng.integers(0, 60000)):05d}" if k else f"{k:05d}"
                 ev = {"t": _times(rng, n, 0, 2**23), "x": rng.integers(0, 34, n), "y": rng.integers(0, 34, n),
@@ -124,8 +124,8 @@ def write_ncaltech101(root: Path, per_class: int = 4, seed: int = 1, max_events:
     root.mkdir(parents=True, exist_ok=True)
     gen = GeneratedDownload(root)
     members = {}
-    for cls in classes:
-        for k, n in enumerate(_counts(rng, per_class, max_events)):
+    for ci, cls in enumerate(classes):
+        for k, n in enumerate(_counts(rng, per_class, max_events, empty=ci == 0)):
             stem = f"image_{k + 1:04d}"
             ev = {"t": _times(rng, n, 0, 2**23), "x": rng.integers(0, 240, n), "y": rng.integers(0, 180, n),
                   "p": rng.integers(0, 2, n)}
@@ -142,9 +142,9 @@ def write_cifar10dvs(root: Path, per_class: int = 5, seed: int = 2, max_events: 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     gen = GeneratedDownload(root)
-    for cls in classes:
+    for ci, cls in enumerate(classes):
         members = {}
-        for k, n in enumerate(_counts(rng, per_class, max_events)):
+        for k, n in enumerate(_counts(rng, per_class, max_events, empty=ci == 0)):
             stem = f"cifar10_{cls}_{k}"
             start = int(rng.integers(0, 2**31))
             ev = {"t": _times(rng, n, start, start + 2_000_000), "x": rng.integers(0, 128, n),
@@ -163,9 +163,9 @@ def write_asldvs(root: Path, per_class: int = 4, seed: int = 3, max_events: int 
     root.mkdir(parents=True, exist_ok=True)
     gen = GeneratedDownload(root)
     inner = {}
-    for cls in classes:
+    for ci, cls in enumerate(classes):
         members = {}
-        for k, n in enumerate(_counts(rng, per_class, max_events)):
+        for k, n in enumerate(_counts(rng, per_class, max_events, empty=ci == 0)):
             stem = f"{cls}_{k + 1:04d}"
             ev = {"t": _times(rng, n, 0, 5_000_000).astype(np.uint32), "x": rng.integers(0, 240, n).astype(np.uint8),
                   "y": rng.integers(0, 180, n).astype(np.uint8), "p": rng.integers(0, 2, n).astype(np.uint8)}

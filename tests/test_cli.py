@@ -47,8 +47,10 @@ def shard_set(tmp_path_factory):
 def test_list(capsys):
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == sorted(DATASETS)
-    assert "dvs128-gesture" in lines
+    assert lines[0].split()[:3] == ["id", "sensor", "HxW"]
+    assert [ln.split()[0] for ln in lines[1:]] == sorted(DATASETS)
+    gesture = next(ln for ln in lines if ln.startswith("dvs128-gesture"))
+    assert gesture.split()[1:4] == ["128x128", "11", "by"]
 
 
 def test_info(shard_set, capsys):

@@ -497,7 +497,8 @@ def cut_batch(ds: ClassFolderDataset, task: RecordingTask, allow_truncated: bool
             warnings.append(f"{where}: truncated; dropped the last {ev.truncated_bytes} bytes")
         events_read += n
         empty += n == 0
-        file = name if container else "/".join(Path(name).parts[-2:])
+        # "<class>/<file name>" whether read from a zip or an extracted folder: the shards are the same either way
+        file = f"{cls}/{PurePosixPath(name.replace(os.sep, '/')).name}"
         meta = {"label": label, "class": cls, "file": file, "split": split}
         samples.append(CutSample(f"{cls}/{stem}", ev.t, ev.x, ev.y, ev.p, meta))
     return CutRecording(

@@ -17,8 +17,13 @@ class FormatError(ValueError):
     def __init__(self, name: str, offset: int | None, message: str):
         self.name = name
         self.offset = offset
+        self.message = message
         where = f"{name}: byte {offset}: " if offset is not None else f"{name}: "
         super().__init__(where + message)
+
+    def __reduce__(self) -> tuple:
+        # worker processes send errors back to the converter: rebuild from the three parts
+        return (type(self), (self.name, self.offset, self.message))
 
 
 @dataclass
