@@ -216,15 +216,40 @@ def decode_label(buf: bytes) -> dict[str, Any]:
     return m
 
 
-def _tar_member(name: str, data: bytes) -> bytes:
+def _tar_header(name: str, size: int) -> bytes:
+    """The header :mod:`tarfile` writes for a regular file (PAX format: plain ustar when the name fits)."""
     info = tarfile.TarInfo(name)
-    info.size = len(data)
+    info.size = size
     info.mtime = 0
     info.mode = 0o644
     info.uid = info.gid = 0
     info.uname = info.gname = ""
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+
+
+_USTAR_TEMPLATE = bytearray(_tar_header("x", 0))
+_USTAR_TEMPLATE[0:100] = bytes(100)  # name
+_USTAR_TEMPLATE[124:136] = bytes(12)  # size
+_USTAR_TEMPLATE[148:156] = b" " * 8  # checksum, counted as spaces
+_TEMPLATE_SUM = sum(_USTAR_TEMPLATE)
+
+
+def _fast_tar_header(name: str, size: int) -> bytes:
+    """Byte for byte :func:`_tar_header` for short ASCII names, without building a ``TarInfo`` (hot path)."""
+    raw = name.encode("ascii", "strict") if name.isascii() else b""
+    if not raw or len(raw) > 100 or size >= 8**11:
+        return _tar_header(name, size)
+    size_field = b"%011o\0" % size
+    header = bytearray(_USTAR_TEMPLATE)
+    header[0 : len(raw)] = raw
+    header[124:136] = size_field
+    header[148:155] = b"%06o\0" % (_TEMPLATE_SUM + sum(raw) + sum(size_field))
+    return bytes(header)
+
+
+def _tar_member(name: str, data: bytes) -> bytes:
     pad = (-len(data)) % TAR_BLOCK
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict") + data + bytes(pad)
+    return _fast_tar_header(name, len(data)) + data + bytes(pad)
 
 
 def check_key(key: str) -> str:

@@ -1,16 +1,19 @@
-"""Benchmark: `shardgen convert dvs128-gesture` against SpikingJelly 2.0.0's event extraction.
+"""Benchmark: `shardgen convert` against SpikingJelly 2.0.0's event extraction.
 
-Generates a DVS128 Gesture download (real AEDAT 3.1 format, tar.gz), then in the same run:
+``--dataset dvs128-gesture`` (default) generates a DVS128 Gesture download (real AEDAT 3.1 format,
+tar.gz); ``--dataset n-mnist`` an N-MNIST download (``Train.zip`` / ``Test.zip`` of many small ATIS
+``.bin`` files, ``--files`` of about ``--events-per-file`` events each). Then, in the same run:
 
 - the whole ``shardgen convert`` process (fresh interpreter, from the download folder to a finished
   shard set; ``--no-md5`` because generated files cannot carry IBM's md5 sums);
-- SpikingJelly's ``DVS128Gesture(root, train=True/False, data_type='event')`` on the same files
-  (extract the tar.gz, parse, write ``events_np``), with only ``resource_url_md5`` overridden.
+- SpikingJelly's ``DVS128Gesture`` / ``NMNIST(root, train=True/False, data_type='event')`` on the same
+  files (extract, parse, write ``events_np``), with only ``resource_url_md5`` overridden.
 
 Prints events/s of each and their ratio, bytes per event of the shards, the raw AEDAT files,
 SpikingJelly's ``events_np`` and the tar.gz, and the peak RSS of each process tree.
 
     python scripts/bench_shardgen.py --recordings 6 --events-per-sample 300000
+    python scripts/bench_shardgen.py --dataset n-mnist --files 6000 --events-per-file 4000
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ sys.path.insert(0, {root!r})
 from tests.sjcompat import import_spikingjelly_datasets
 import_spikingjelly_datasets()
 from spikingjelly.datasets.dvs128_gesture import DVS128Gesture
+from spikingjelly.datasets.n_mnist import NMNIST
 md5 = json.loads({md5!r})
-class Generated(DVS128Gesture):
+class Generated({cls}):
     @classmethod
     def resource_url_md5(cls):
         return [(name, "generated", digest) for name, digest in md5.items()]
@@ -67,35 +71,48 @@ def _du(path: Path, pattern: str = "*") -> int:
 def main() -> None:
     """Parse flags, generate the set, run both tools, print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=["dvs128-gesture", "n-mnist"], default="dvs128-gesture")
     ap.add_argument("--recordings", type=int, default=6, help="recordings (at least 6 for the issue's check)")
+    ap.add_argument("--files", type=int, default=6000, help="n-mnist: sample files (train and test together)")
+    ap.add_argument("--events-per-file", type=int, default=4000, help="n-mnist: mean events per file")
     ap.add_argument("--events-per-sample", type=int, default=300_000, help="≈ DVS128 Gesture's 300k")
     ap.add_argument("--workers", type=int, default=None, help="shardgen --workers (default: all cores)")
     ap.add_argument("--workdir", default=None, help="keep files here instead of a temporary folder")
     ap.add_argument("--skip-spikingjelly", action="store_true")
     args = ap.parse_args()
 
-    from tests.gen_dvsgesture import write_gesture_download
-
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-shardgen-"))
     shutil.rmtree(work, ignore_errors=True)
     sjroot, out = work / "sj", work / "shards"
     raw = sjroot / "download"
-    n_test = max(1, args.recordings // 3)
     t0 = time.perf_counter()
-    gen = write_gesture_download(
-        raw, n_train=args.recordings - n_test, n_test=n_test, events_per_sample=args.events_per_sample,
-        seed=7, gzip_level=1, extracted=False,
-    )
-    events_read = sum(len(r["t"]) for r in gen.recordings.values())
-    print(f"generated {len(gen.recordings)} recordings, {events_read:,} events in {time.perf_counter() - t0:.1f} s")
-    targz = (raw / "DvsGesture.tar.gz").stat().st_size
+    if args.dataset == "n-mnist":
+        from tests.gen_classfolders import write_nmnist
 
-    cmd = [sys.executable, "-m", "shardgen.cli", "convert", "dvs128-gesture", "--raw", str(raw), "--out", str(out),
+        gen = write_nmnist(raw, per_class=max(1, args.files // 20), classes=tuple("0123456789"), seed=7,
+                           max_events=2 * args.events_per_file)
+        events_read = sum(len(s.events["t"]) for s in gen.samples.values())
+        what, sj_cls, raw_glob = f"{len(gen.samples)} files", "NMNIST", "*.bin"
+    else:
+        from tests.gen_dvsgesture import write_gesture_download
+
+        n_test = max(1, args.recordings // 3)
+        gen = write_gesture_download(
+            raw, n_train=args.recordings - n_test, n_test=n_test, events_per_sample=args.events_per_sample,
+            seed=7, gzip_level=1, extracted=False,
+        )
+        events_read = sum(len(r["t"]) for r in gen.recordings.values())
+        what, sj_cls, raw_glob = f"{len(gen.recordings)} recordings", "DVS128Gesture", "*.aedat"
+    print(f"generated {what}, {events_read:,} events in {time.perf_counter() - t0:.1f} s")
+    archives = sum(p.stat().st_size for p in raw.iterdir() if p.suffix in (".zip", ".gz"))
+
+    cmd = [sys.executable, "-m", "shardgen.cli", "convert", args.dataset, "--raw", str(raw), "--out", str(out),
            "--no-md5", "--quiet", "--json"]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
-    # warm the page cache the same way for both tools: each reads the tar.gz once before timing
-    (raw / "DvsGesture.tar.gz").read_bytes()
+    # warm the page cache the same way for both tools: each reads the archives once before timing
+    for p in raw.iterdir():
+        p.read_bytes()
     es_wall, es_rss, stdout = _peak_of(cmd)
     summary = json.loads(stdout)
     events = summary["events"]
@@ -103,12 +120,12 @@ def main() -> None:
 
     rows = [("eventshard: shardgen convert", es_wall, events / es_wall, es_rss, shard_bytes / events)]
     if not args.skip_spikingjelly:
-        code = SJ_RUNNER.format(root=str(ROOT), md5=json.dumps(gen.md5), sjroot=str(sjroot))
+        code = SJ_RUNNER.format(root=str(ROOT), md5=json.dumps(gen.md5), sjroot=str(sjroot), cls=sj_cls)
         sj_wall, sj_rss, sj_out = _peak_of([sys.executable, "-c", code])
         n_sj = json.loads(sj_out.strip().splitlines()[-1])
         sj_np = _du(sjroot / "events_np", "*.npz")
-        aedat = _du(sjroot / "extract", "*.aedat")
-        rows.append(("SpikingJelly 2.0.0: DVS128Gesture(event)", sj_wall, events / sj_wall, sj_rss, sj_np / events))
+        raw_bytes = _du(sjroot / "extract", raw_glob)
+        rows.append((f"SpikingJelly 2.0.0: {sj_cls}(event)", sj_wall, events / sj_wall, sj_rss, sj_np / events))
         print(f"SpikingJelly samples: {n_sj[0]} train / {n_sj[1]} test; "
               f"eventshard: {summary['samples']['train']} / {summary['samples']['test']}")
     print()
@@ -119,10 +136,10 @@ def main() -> None:
     print(f"events in samples: {events:,} ({events_read:,} in the recordings); cores: {os.cpu_count()}")
     if not args.skip_spikingjelly:
         print(f"speed ratio eventshard / SpikingJelly: {rows[0][2] / rows[1][2]:.1f}x")
-        print(f"bytes/event: shards {shard_bytes / events:.3f} | raw AEDAT {aedat / events_read:.3f} | "
-              f"SpikingJelly events_np {sj_np / events:.3f} | DvsGesture.tar.gz {targz / events_read:.3f}")
+        print(f"bytes/event: shards {shard_bytes / events:.3f} | raw files {raw_bytes / events_read:.3f} | "
+              f"SpikingJelly events_np {sj_np / events:.3f} | archives {archives / events_read:.3f}")
     else:
-        print(f"bytes/event: shards {shard_bytes / events:.3f} | DvsGesture.tar.gz {targz / events_read:.3f}")
+        print(f"bytes/event: shards {shard_bytes / events:.3f} | archives {archives / events_read:.3f}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

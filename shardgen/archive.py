@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-try:  # ISA-L inflates about twice as fast as zlib; same bytes out.
-    from isal import igzip as _gzip
-except ImportError:  # pragma: no cover - isal is a declared dependency
-    import gzip as _gzip
+from isal import igzip as _gzip  # ISA-L inflates about twice as fast as zlib; same bytes out
+from isal import isal_zlib
 
 
 class ArchiveError(ValueError):
@@ -143,3 +143,63 @@ class TarGzStream:
                 raise ArchiveError(f"{self.path}: not a readable tar.gz ({exc})") from None
             if isinstance(reader, HashingReader):
                 self.md5 = reader.finish()
+
+
+# --------------------------------------------------------------------------- zip members without a ZipFile
+
+
+_LOCAL_HEADER = b"PK\x03\x04"
+_OPEN_FDS: dict[tuple[int, str], int] = {}
+
+
+def zip_entry(info: zipfile.ZipInfo) -> tuple[int, int, int, int, int, int]:
+    """What :func:`read_zip_entry` needs of a central-directory entry, as a small picklable tuple.
+
+    ``(header_offset, compress_size, file_size, CRC, compress_type, flag_bits)``.
+    """
+    return (info.header_offset, info.compress_size, info.file_size, info.CRC, info.compress_type, info.flag_bits)
+
+
+def _fd(path: str) -> int:
+    """This process's read-only descriptor of ``path`` (workers read many members of one archive)."""
+    key = (os.getpid(), path)
+    fd = _OPEN_FDS.get(key)
+    if fd is None:
+        fd = _OPEN_FDS[key] = os.open(path, os.O_RDONLY)
+    return fd
+
+
+def read_zip_entry(path: str, name: str, entry: tuple[int, int, int, int, int, int]) -> bytes:
+    """The bytes of one zip member located by :func:`zip_entry`, read with ``pread`` and inflated by ISA-L.
+
+    Stored and deflated members take this path (two ``pread`` calls, no central-directory parse per
+    process); any other method goes through :mod:`zipfile`. The CRC-32 is checked either way.
+
+    Raises
+    ------
+    ArchiveError
+        Bad local header, encrypted member, short read, bad deflate stream or CRC mismatch; the message
+        names the archive, the member and its byte offset.
+    """
+    offset, csize, size, crc, method, flags = entry
+    where = f"{path}: member {name!r} at byte {offset}"
+    if flags & 0x1:
+        raise ArchiveError(f"{where}: encrypted members are not supported")
+    if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        with zipfile.ZipFile(path) as zf:
+            return zf.read(name)
+    fd = _fd(path)
+    head = os.pread(fd, 30, offset)
+    if len(head) < 30 or head[:4] != _LOCAL_HEADER:
+        raise ArchiveError(f"{where}: no local file header (damaged archive)")
+    start = offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
+    raw = os.pread(fd, csize, start)
+    if len(raw) != csize:
+        raise ArchiveError(f"{where}: archive ends {csize - len(raw)} bytes early")
+    try:
+        data = raw if method == zipfile.ZIP_STORED else isal_zlib.decompress(raw, -15, max(size, 1))
+    except isal_zlib.error as exc:
+        raise ArchiveError(f"{where}: bad deflate stream ({exc})") from None
+    if len(data) != size or (isal_zlib.crc32(data) & 0xFFFFFFFF) != crc:
+        raise ArchiveError(f"{where}: CRC-32 or size mismatch (damaged archive)")
+    return data

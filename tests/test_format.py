@@ -506,3 +506,15 @@ def test_import_format_does_not_import_torch():
     code = "import sys, loader.format, shardgen.writer; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "False"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x24F), min_size=1, max_size=130),
+    size=st.one_of(st.integers(0, 1 << 20), st.sampled_from([0, 511, 512, 513, 8**11 - 1, 8**11])),
+)
+def test_fast_tar_header_is_what_tarfile_writes(name, size):
+    """The hot-path ustar header equals tarfile's PAX-format header byte for byte (falls back when it cannot)."""
+    from loader.format import _fast_tar_header, _tar_header
+
+    assert _fast_tar_header(name, size) == _tar_header(name, size)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from shardgen.archive import ArchiveError, read_zip_entry, zip_entry
 from shardgen.datasets.base import (
     CutRecording,
     CutSample,
@@ -152,6 +153,8 @@ class Member:
     cls: str
     stem: str
     split: str | None
+    entry: tuple[int, int, int, int, int, int] | None = None
+    """Where the member lies in its zip (:func:`shardgen.archive.zip_entry`)."""
 
 
 @dataclass
@@ -313,7 +316,7 @@ class ClassFolderSource:
                 self.skipped.append(f"{label}: member {info.filename!r}: not inside a class folder")
                 continue
             stem = parts[-1][: -len(ext)]
-            out.append(Member(container, info.filename, info.file_size, parts[-2], stem, split))
+            out.append(Member(container, info.filename, info.file_size, parts[-2], stem, split, zip_entry(info)))
         return out
 
     def _list_folders(self, extracted: dict[str, str | None]) -> list[Member]:
@@ -408,7 +411,7 @@ class ClassFolderSource:
                     name=name,
                     context={
                         "split": split,
-                        "members": [(m.container, m.name, m.cls, m.stem, label[m.cls]) for m in members],
+                        "members": [(m.container, m.name, m.cls, m.stem, label[m.cls], m.entry) for m in members],
                     },
                 )
 
@@ -447,25 +450,15 @@ class ClassFolderSource:
             self._tmp = None
 
 
-_OPEN_ZIPS: dict[tuple[int, str], zipfile.ZipFile] = {}
-
-
-def _zip(path: str) -> zipfile.ZipFile:
-    """This process's handle on ``path`` (a worker reads many members of the same archive)."""
-    key = (os.getpid(), path)
-    zf = _OPEN_ZIPS.get(key)
-    if zf is None:
-        zf = _OPEN_ZIPS[key] = zipfile.ZipFile(path)
-    return zf
-
-
-def read_member(container: str | None, name: str) -> bytes:
+def read_member(container: str | None, name: str, entry: tuple[int, int, int, int, int, int] | None) -> bytes:
     """The bytes of one sample file, from its zip or from disk (``DatasetError`` naming it on failure)."""
     try:
-        if container is None:
+        if container is None or entry is None:
             with open(name, "rb") as f:
                 return f.read()
-        return _zip(container).read(name)
+        return read_zip_entry(container, name, entry)
+    except ArchiveError as exc:
+        raise DatasetError(str(exc)) from None
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError) as exc:
         where = f"{container}: member {name!r}" if container else name
         raise DatasetError(f"{where}: cannot be read ({exc})") from None
@@ -479,9 +472,9 @@ def cut_batch(ds: ClassFolderDataset, task: RecordingTask, allow_truncated: bool
     skipped: Counter[str] = Counter()
     warnings: list[str] = []
     events_read = empty = truncated = 0
-    for container, name, cls, stem, label in task.context["members"]:
+    for container, name, cls, stem, label, entry in task.context["members"]:
         where = f"{Path(container).name}:{name}" if container else name
-        ev = ds.read(read_member(container, name), where, allow_truncated)
+        ev = ds.read(read_member(container, name, entry), where, allow_truncated)
         n = len(ev)
         if n:
             bad = np.flatnonzero((ev.x >= w) | (ev.y >= h))

@@ -56,14 +56,15 @@ def _truncation_error(name: str, size: int) -> FormatError:
 
 def _decode(records: np.ndarray, overflow: str, carried: int) -> tuple[Events, int]:
     """Decode ``(n, 5)`` uint8 records; ``carried`` overflow markers were seen before them."""
+    n = records.shape[0]
     x = records[:, 0].astype(np.uint16)
-    y = records[:, 1].astype(np.uint16)
-    p = (records[:, 2] >> 7).astype(np.uint8)
-    t = (
-        (records[:, 2].astype(np.int64) & 0x7F) << 16
-        | records[:, 3].astype(np.int64) << 8
-        | records[:, 4].astype(np.int64)
-    )
+    # bytes 1-4 of each record as one big-endian word: y (8 bits), p (1 bit), t (23 bits)
+    word = np.ndarray((n,), dtype=">u4", buffer=records, offset=1, strides=(RECORD_SIZE,)) if n else \
+        np.zeros(0, np.uint32)
+    word = word.astype(np.uint32)
+    y = (word >> 24).astype(np.uint16)
+    p = ((word >> 23) & 1).astype(np.uint8)
+    t = (word & 0x7FFFFF).astype(np.int64)
     skipped: dict[str, int] = {}
     if overflow == "authors":
         marker = y == OVERFLOW_Y
