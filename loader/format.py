@@ -47,12 +47,16 @@ class FormatError(ValueError):
 # --------------------------------------------------------------------------- columns
 
 
+_RANGES = {code: (int(np.iinfo(np.dtype("<" + code)).min), int(np.iinfo(np.dtype("<" + code)).max))
+           for code in ("u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8")}
+
+
 def _smallest(values_min: int, values_max: int) -> str:
     """Smallest little-endian integer type code (``u1`` … ``i8``) holding ``[values_min, values_max]``."""
     kinds = ("u1", "u2", "u4", "u8") if values_min >= 0 else ("i1", "i2", "i4", "i8")
     for code in kinds:
-        info = np.iinfo(np.dtype("<" + code))
-        if info.min <= values_min and values_max <= info.max:
+        lo, hi = _RANGES[code]
+        if lo <= values_min and values_max <= hi:
             return code
     raise FormatError(f"values [{values_min}, {values_max}] do not fit 64 bits")
 

@@ -306,8 +306,7 @@ class _Assembler:
             while i < len(names) and names[i] in results:
                 res = results[names[i]]
                 with open(res.part, "rb") as f:
-                    for size, n in zip(res.sizes, res.events, strict=True):
-                        writer.add(f.read(size), n)
+                    writer.add_many(f.read(), res.sizes, res.events)
                 os.unlink(res.part)
                 i += 1
             self.next[split] = i

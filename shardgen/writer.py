@@ -95,6 +95,38 @@ class ShardWriter:
         self.samples += 1
         self.events += int(n_events)
 
+    def add_many(self, frames: bytes | memoryview, sizes: list[int], events: list[int]) -> None:
+        """Append consecutive frames stored back to back in ``frames`` (one write per shard they land in).
+
+        Same result as calling :meth:`add` for each frame, with fewer calls for many small samples.
+        """
+        view = memoryview(frames)
+        i, pos, n = 0, 0, len(sizes)
+        while i < n:
+            cur = self._cur
+            if cur is None or cur.size + sizes[i] > self.shard_size:
+                self.add(view[pos : pos + sizes[i]], events[i])  # opens (or rolls over to) a shard
+                pos += sizes[i]
+                i += 1
+                continue
+            j, room, nbytes = i, self.shard_size - cur.size, 0
+            while j < n and nbytes + sizes[j] <= room:
+                nbytes += sizes[j]
+                j += 1
+            chunk = view[pos : pos + nbytes]
+            cur.fh.write(chunk)
+            cur.sha.update(chunk)
+            end = cur.offsets[-1]
+            for k in range(i, j):
+                end += sizes[k]
+                cur.offsets.append(end)
+            n_ev = sum(events[i:j])
+            cur.events += n_ev
+            self.samples += j - i
+            self.events += n_ev
+            pos += nbytes
+            i = j
+
     def _close(self) -> None:
         cur = self._cur
         if cur is None:

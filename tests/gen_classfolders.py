@@ -89,8 +89,11 @@ def _times(rng: np.random.Generator, n: int, start: int, limit: int) -> np.ndarr
 
 
 def write_nmnist(root: Path, per_class: int = 3, classes: tuple[str, ...] = ("0", "3", "7"), seed: int = 0,
-                 max_events: int = 400, markers: int = 0) -> GeneratedDownload:
-    """``Train.zip`` and ``Test.zip``; ``markers`` overflow-marker records (y = 240) go into the first file."""
+                 max_events: int = 400, markers: int = 0, span_us: int = 320_000) -> GeneratedDownload:
+    """``Train.zip`` and ``Test.zip``; ``markers`` overflow-marker records (y = 240) go into the first file.
+
+    Time stamps span up to ``span_us`` (real N-MNIST samples last about 310 ms).
+    """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     gen = GeneratedDownload(root)
@@ -100,7 +103,7 @@ def write_nmnist(root: Path, per_class: int = 3, classes: tuple[str, ...] = ("0"
             counts = _counts(rng, per_class, max_events, empty=ci == 0 and split == "train")
             for k, n in enumerate(counts):
                 stem = f"{int(rng.integers(0, 60000)):05d}" if k else f"{k:05d}"
-                ev = {"t": _times(rng, n, 0, 2**23), "x": rng.integers(0, 34, n), "y": rng.integers(0, 34, n),
+                ev = {"t": _times(rng, n, 0, span_us), "x": rng.integers(0, 34, n), "y": rng.integers(0, 34, n),
                       "p": rng.integers(0, 2, n)}
                 if markers and ci == 0 and k == 2 and split == "train":
                     at = np.sort(rng.integers(0, n + 1, size=markers))
