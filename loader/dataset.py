@@ -41,7 +41,7 @@ from loader.allocator import keep_freed_memory
 from loader.format import EVENT_COLUMNS, FormatError, decode_sample
 from loader.shards import ReadStats, ShardSet, open_shard_set
 
-_DATA_TYPES = ("event", "frame")
+_DATA_TYPES = ("event", "frame", "structured")
 _SPLIT_BY = ("number", "time")
 _EVEN = ("pad", "drop", None)
 _ON_ERROR = ("raise", "skip")
@@ -49,6 +49,34 @@ _STATE_VERSION = 1
 _DRAW_CHUNK = 4096  # shuffle-buffer slots drawn per numpy call (part of the order's definition)
 
 Run = tuple[int, int, int]
+
+#: tonic 1.7.0's event dtype (``tonic.io.events_struct``, also ``tonic.datasets.DVSGesture.dtype``):
+#: what ``data_type="structured"`` yields, so tonic's transforms run on it unchanged.
+STRUCTURED_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "?")])
+
+
+def events_to_structured(events: dict[str, np.ndarray], dtype: np.dtype = STRUCTURED_DTYPE) -> np.ndarray:
+    """One sample's event columns as a tonic-style numpy structured array.
+
+    Parameters
+    ----------
+    events : dict
+        Columns ``t``, ``x``, ``y``, ``p`` of equal length (as ``data_type="event"`` yields them).
+    dtype : numpy.dtype
+        Record type with (a subset of) the fields ``t``, ``x``, ``y``, ``p``; default
+        :data:`STRUCTURED_DTYPE` (tonic's ``events_struct``: ``x``, ``y`` int16, ``t`` int64 µs,
+        ``p`` bool).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``[N]`` with the given record type (a new, writable array).
+    """
+    n = len(events["x"])
+    out = np.empty(n, dtype=dtype)
+    for name in dtype.names:
+        out[name] = events[name]
+    return out
 
 
 # --------------------------------------------------------------------------- the work split (pure)
@@ -256,9 +284,11 @@ class EventShardDataset(IterableDataset):
         Shard-set folder or its ``index.json``: local path, ``file://``, ``http(s)://``, ``s3://``.
     split : str
         Split name in the index (``"train"``, ``"test"``, …).
-    data_type : {"event", "frame"}
+    data_type : {"event", "frame", "structured"}
         ``"event"`` yields a dict of numpy arrays ``t`` (int64 µs), ``x``, ``y``, ``p``;
-        ``"frame"`` yields float32 ``[T, 2, H, W]`` numpy arrays.
+        ``"frame"`` yields float32 ``[T, 2, H, W]`` numpy arrays; ``"structured"`` yields tonic's
+        numpy structured arrays (:data:`STRUCTURED_DTYPE`: ``x``, ``y`` int16, ``t`` int64 µs,
+        ``p`` bool), so tonic's transforms (``ToFrame``, ``Denoise``, …) work as ``transform``.
     frames_number, split_by : int, {"number", "time"}
         Fixed number of frames, split by event count or by time (SpikingJelly's semantics).
     duration : int
@@ -266,7 +296,8 @@ class EventShardDataset(IterableDataset):
     custom_integrate_function : callable
         ``f(events: dict, H, W) -> ndarray``, run in the worker process.
     transform : callable
-        Applied to the events dict before integration (or to the events for ``"event"``).
+        Applied to the events dict before integration (or to the events for ``"event"``, to the
+        structured array for ``"structured"``); what it returns is yielded for those two.
     target_transform : callable
         Applied to the label index.
     shuffle, seed : bool, int
@@ -553,6 +584,9 @@ class EventShardDataset(IterableDataset):
     # ------------------------------------------------------------------ decoding
 
     def _make_x(self, events: dict[str, np.ndarray]) -> Any:
+        if self.data_type == "structured":
+            x = events_to_structured(events)
+            return self.transform(x) if self.transform is not None else x
         if self.transform is not None:
             events = self.transform(events)
         if self.data_type == "event":
@@ -594,6 +628,30 @@ class EventShardDataset(IterableDataset):
             label = self.target_transform(label)
         x = self._make_x(events)
         return (x, label, key) if self.return_key else (x, label)
+
+    def read_item(self, i: int) -> tuple[Any, ...]:
+        """Item ``i`` of the split in index order, fetched by one byte-range read (random access).
+
+        Uses the index's per-sample offsets: reads only sample ``i``'s zstd frame (from the cache
+        folder when there is one). Ignores shuffling and the rank/worker split; this is what the
+        map-style classes of :mod:`loader.datasets` call for ``ds[i]``.
+
+        Parameters
+        ----------
+        i : int
+            Position in the split, ``0 <= i < len(self)`` (negative counts from the end).
+
+        Returns
+        -------
+        tuple
+            ``(x, label)`` or ``(x, label, key)``, as iteration yields them.
+
+        Raises
+        ------
+        IndexError
+            ``i`` is outside the split.
+        """
+        return self.decode(self._set.read_sample(self.split, i, self._read_stats()))
 
     # ------------------------------------------------------------------ iteration
 
@@ -710,7 +768,7 @@ def _check_arguments(
 ) -> None:
     """Raise ``ValueError`` saying what to pass when the frame arguments do not fit together."""
     if data_type not in _DATA_TYPES:
-        raise ValueError(f"data_type must be 'event' or 'frame', got {data_type!r}")
+        raise ValueError(f"data_type must be 'event', 'frame' or 'structured', got {data_type!r}")
     if split_by is not None and split_by not in _SPLIT_BY:
         raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
     if split_by is not None and frames_number is None:
@@ -719,7 +777,7 @@ def _check_arguments(
         raise ValueError("pass either frames_number (with split_by) or duration, not both")
     if custom is not None and (frames_number is not None or duration is not None):
         raise ValueError("custom_integrate_function replaces frames_number/duration: pass only one of them")
-    if data_type == "event":
+    if data_type in ("event", "structured"):
         if frames_number is not None or duration is not None or custom is not None:
             raise ValueError("frames_number, duration and custom_integrate_function need data_type='frame'")
         return

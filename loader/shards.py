@@ -18,8 +18,10 @@ No torch here: ``shardgen info`` / ``shardgen verify`` use this module too.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import hashlib
+import operator
 import os
 import time
 import warnings
@@ -250,6 +252,7 @@ class ShardSet:
         self._sizes_ok: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
+        self._starts: dict[str, list[int]] = {}  # per split: first position of every shard
 
     @property
     def fs(self) -> Any:
@@ -272,6 +275,67 @@ class ShardSet:
             raise ValueError(
                 f"{self.url}: no split {split!r}; available: {', '.join(sorted(self.index['splits']))}"
             ) from None
+
+    def locate(self, split: str, i: int) -> tuple[dict[str, Any], int]:
+        """Where sample ``i`` of ``split`` (index order, shard by shard) lives: ``(shard entry, k)``.
+
+        Parameters
+        ----------
+        split : str
+            Split name.
+        i : int
+            Position of the sample in the split, ``0 <= i < samples`` (negative counts from the end).
+
+        Returns
+        -------
+        tuple
+            The shard's index entry and the sample's number ``k`` inside it.
+
+        Raises
+        ------
+        IndexError
+            ``i`` is outside the split.
+        """
+        shards = self.shards(split)
+        starts = self._starts.get(split)
+        if starts is None:
+            starts = [0]
+            for s in shards:
+                starts.append(starts[-1] + int(s["samples"]))
+            self._starts[split] = starts
+        n = starts[-1]
+        i = operator.index(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"sample {i} outside split {split!r} of {n} samples")
+        pos = bisect.bisect_right(starts, i) - 1
+        return shards[pos], i - starts[pos]
+
+    def read_sample(self, split: str, i: int, stats: ReadStats | None = None) -> bytes:
+        """The compressed frame of sample ``i`` of ``split``: one byte-range read by the index's offsets.
+
+        Served from the cache folder when the set was opened with ``cache_dir`` (the whole shard is
+        fetched once), else read by range (bytes ``[offsets[k], offsets[k+1])`` of its shard).
+
+        Parameters
+        ----------
+        split : str
+            Split name.
+        i : int
+            Position of the sample in the split (see :meth:`locate`).
+        stats : ReadStats, optional
+            Where the read is counted (default :attr:`stats`).
+
+        Returns
+        -------
+        bytes
+            The sample's zstd frame; :func:`loader.format.decode_sample` decodes it.
+        """
+        shard, k = self.locate(split, i)
+        if self.cache is None:
+            return self.read_range(shard, k, k + 1, stats)
+        return bytes(next(iter(self.iter_frames(shard, k, k + 1, stats=stats))))
 
     def path(self, shard: dict[str, Any]) -> str:
         """Full path of a shard on :attr:`fs`."""

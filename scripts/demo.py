@@ -1,4 +1,4 @@
-"""Demo: generated DVS128 Gesture download → shards → streamed frames, summary and preview picture."""
+"""Demo: generated DVS128 Gesture download → shards → streamed frames, info table, preview GIF, training batches."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(out: str = "demo_out") -> None:
-    """Run the demo into folder ``out``."""
+    """Run the demo into folder ``out``.
+
+    Parameters
+    ----------
+    out : str
+        Folder for the generated download (``raw/``), the shard set (``shards/``) and the pictures.
+    """
     from tests.gen_dvsgesture import write_gesture_download
 
     base = Path(out)
@@ -34,16 +40,13 @@ def main(out: str = "demo_out") -> None:
     from torch.utils.data import DataLoader
 
     from loader import EventShardDataset, pad_sequence_collate, padded_sequence_mask
-    from loader.preview import save_frames_png
+    from shardgen.inspect import info_table, preview
 
     ds = EventShardDataset(shards, split="train", data_type="frame", frames_number=16, split_by="number", seed=0)
     t0 = time.perf_counter()
     n = 0
-    first = None
-    for x, y in DataLoader(ds, batch_size=8, num_workers=2):
+    for x, _ in DataLoader(ds, batch_size=8, num_workers=2):
         n += x.shape[0]
-        if first is None:
-            first = (x[0].numpy(), int(y[0]))
     dt = time.perf_counter() - t0
     print(f"   {n} samples of shape {tuple(x.shape[1:])} float32 in {dt:.2f} s; classes: {len(ds.classes)}")
 
@@ -53,9 +56,29 @@ def main(out: str = "demo_out") -> None:
     print(f"   duration=250 ms: padded batch {tuple(xb.shape)}, lengths {lengths.tolist()}, mask {tuple(mask.shape)}")
     assert torch.equal(mask.sum(0), lengths)
 
-    png = base / "preview.png"
-    save_frames_png(first[0], str(png))
-    print(f"4) preview of one sample (label {first[1]} = {ds.classes[first[1]]}): {png}")
+    print(f"4) shardgen info {shards}")
+    print("\n".join(f"   {line}" if line else "" for line in info_table(shards).splitlines()))
+
+    gif = base / "preview.gif"
+    got = preview(shards, "train", 0, gif, frames_number=20, split_by="number")
+    preview(shards, "train", 0, base / "preview.png", frames_number=20, split_by="number")
+    print(f"5) shardgen preview {shards} --split train --index 0 --frames-number 20 --split-by number --out {gif}")
+    print(f"   wrote {gif} (and {base / 'preview.png'}): {got['key']}, label {got['label']} ({got['class']}), "
+          f"{got['events']:,} events")
+
+    print("6) a short training loop on the streamed shards (T=16, 2 workers, batches of 8)")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(2), torch.nn.Linear(2 * 128 * 128, len(ds.classes)))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    ds.set_epoch(1)
+    for step, (x, label) in enumerate(DataLoader(ds, batch_size=8, num_workers=2)):
+        loss = torch.nn.functional.cross_entropy(net(x).mean(1), label)  # logits averaged over time steps
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        print(f"   batch {step}: x {tuple(x.shape)} {x.dtype}, labels {label.tolist()}, loss {loss.item():.3f}")
+        if step == 2:
+            break
 
 
 if __name__ == "__main__":

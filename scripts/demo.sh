@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a small generated DVS128 Gesture download (real AEDAT 3.1
-# raw format) → shardgen convert → frames streamed by EventShardDataset, with a summary and a
-# preview picture. Output goes to demo_out/ (or the folder given as $1).
+# raw format) → shardgen convert → frames streamed by EventShardDataset; ends with the info table,
+# the path of a preview GIF and a short training loop's first batches (shape, labels).
+# Output goes to demo_out/ (or the folder given as $1).
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 ensure_venv

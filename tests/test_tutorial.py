@@ -1,12 +1,22 @@
-"""SpikingJelly's neuromorphic-datasets tutorial, rewritten against a shard set.
+"""SpikingJelly's neuromorphic-datasets tutorial, rewritten against a shard set, and README.md's code.
 
 The tutorial (``docs/source/activation_based_en/neuromorphic_datasets.rst``) loads
 ``DVS128Gesture(root_dir, train=True, ...)`` and indexes ``train_set[0]``; here the same steps run
 on ``EventShardDataset(shard_set, split="train", ...)``, which streams, so ``next(iter(...))``
 takes the first sample. Every step's printed output and values are checked.
+
+Every ```` ```python ```` block of README.md runs as its own test (``test_readme_block``) on a
+converted generated DVS128 Gesture download, with the README's shard-set path
+``/data/dvsgesture-shards`` replaced by it and the working directory in a temporary folder. A block
+whose first line says ``# not run by the tests`` (torchrun, S3) is skipped, and the skip names it.
 """
 
 from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +184,92 @@ def test_custom_integrate_function_in_workers(small_shard_set):
 
 def _whole_frame(ev):
     return integrate_events_segment_to_frame(ev["x"], ev["y"], ev["p"], 128, 128)
+
+
+# --------------------------------------------------------------------------- README.md code blocks
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_ROOT = "/data/dvsgesture-shards"
+NOT_RUN = "# not run by the tests"
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """``(id, code)`` of every python block of README.md; id = the section heading and a counter."""
+    blocks = []
+    heading = "top"
+    seen: dict[str, int] = {}
+    lines = README.read_text(encoding="utf-8").splitlines()
+    i = 0
+    fenced = False  # inside a non-python block (its comments are not headings)
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```") and line.strip() != "```python":
+            fenced = not fenced
+        elif line.startswith("#") and not fenced:
+            heading = re.sub(r"[^a-z0-9]+", "-", line.lstrip("#").strip().lower()).strip("-")
+        if line.strip() == "```python":
+            j = i + 1
+            while lines[j].strip() != "```":
+                j += 1
+            seen[heading] = seen.get(heading, 0) + 1
+            blocks.append((f"{heading}-{seen[heading]}", "\n".join(lines[i + 1 : j]) + "\n"))
+            i = j
+        i += 1
+    return blocks
+
+
+# what a block's output must contain (by block id); every block must at least run
+README_OUTPUT = {
+    "events-1": ["t ", "x ", "y ", "p ", "label "],
+    "frames-by-number-and-by-time-1": ["(20, 2, 128, 128)"],
+    "fixed-duration-padding-and-mask-1": ["torch.Size([5, "],
+    "training-shuffle-workers-the-streaming-dataset-1": ["torch.Size([8, 16, 2, 128, 128])", "epoch 1: loss"],
+    "coming-from-tonic-1": ["torch.Size([4, 10, 2, 128, 128])"],
+    "pictures-1": ["'frames': 20", "dataset     dvs128-gesture"],
+}
+README_FILES = {
+    "frames-by-number-and-by-time-1": ["sample.gif"],
+    "custom-integration-1": ["custom.gif"],
+    "pictures-1": ["grid.png", "sample.png"],
+}
+
+
+@pytest.fixture(scope="module")
+def readme_shard_set(tmp_path_factory):
+    """A converted generated DVS128 Gesture download: the README's ``/data/dvsgesture-shards``."""
+    from shardgen.convert import convert
+    from tests.gen_dvsgesture import write_gesture_download
+
+    root = tmp_path_factory.mktemp("readme")
+    gen = write_gesture_download(root / "raw", n_train=3, n_test=1, events_per_sample=1500, seed=2)
+    out = root / "dvsgesture-shards"
+    convert("dvs128-gesture", gen.root, out, workers=1, check_md5=False, progress=False, shard_size=1 << 16)
+    return out
+
+
+def test_readme_has_the_blocks():
+    ids = [i for i, _ in readme_blocks()]
+    assert set(README_OUTPUT) | set(README_FILES) <= set(ids)
+    skipped = [i for i, code in readme_blocks() if code.startswith(NOT_RUN)]
+    assert skipped == ["multi-node-training-from-object-storage-1"]
+    assert README.read_text(encoding="utf-8").startswith("# eventshard\n\n```bash\nscripts/demo.sh")
+
+
+@pytest.mark.parametrize("block_id, code", readme_blocks(), ids=[i for i, _ in readme_blocks()])
+def test_readme_block(block_id, code, readme_shard_set, tmp_path, monkeypatch):
+    if code.startswith(NOT_RUN):
+        pytest.skip(f"README block {block_id}: {code.splitlines()[0][2:]}")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert README_ROOT in code, f"block {block_id} does not use the shard set {README_ROOT}"
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code.replace(README_ROOT, str(readme_shard_set)), f"README.md:{block_id}", "exec"), {})
+    printed = out.getvalue()
+    for text in README_OUTPUT.get(block_id, []):
+        assert text in printed, f"{block_id}: {text!r} not in the output:\n{printed}"
+    for name in README_FILES.get(block_id, []):
+        assert (tmp_path / name).stat().st_size > 0
