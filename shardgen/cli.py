@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,9 @@ def _size(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="shardgen", description="Neuromorphic datasets → streamable zstd tar shards.")
+    ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                    help="log lines on stderr (progress lines when stderr is not a terminal are INFO)")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="convert a raw download into a shard set")
     c.add_argument("dataset", choices=sorted(DATASETS))
@@ -40,11 +44,27 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--train-ratio", type=float, default=None, help="share of each class in train (ratio, ordered)")
     c.add_argument("--split-seed", type=int, default=None, help="seed of the ratio rule's per-class permutation")
     c.add_argument("--test-per-class", type=int, default=None, help="files per class in test (first-k)")
+    c.add_argument("--labels", default=None, help="folder: CSV 'file,label[,start_us,end_us[,split]]' (windows)")
+    c.add_argument("--window-us", type=int, default=None, help="folder: fixed windows of W µs per recording")
+    c.add_argument("--stride-us", type=int, default=None, help="folder: start of one window to the next (default W)")
+    c.add_argument("--sensor", type=_sensor, default=None, help="folder: sensor size HxW when headers lack it")
+    c.add_argument("--format", default=None, help="folder: raw format when it cannot be detected (e.g. evt2)")
     sub.add_parser("list", help="list the datasets: sensor size, classes, downloadable, split rule")
     m = sub.add_parser("merge", help="write OUT/index.json from the parts of a --num-jobs conversion")
     m.add_argument("out")
-    i = sub.add_parser("info", help="describe a shard set")
+    i = sub.add_parser("info", help="describe a shard set: classes, events and duration per sample, bytes")
     i.add_argument("out")
+    i.add_argument("--plot", default=None, help="also draw the class histogram and events per sample to this PNG")
+    i.add_argument("--no-scan", action="store_true", help="index only: no pass over the samples")
+    i.add_argument("--quiet", action="store_true", help="no progress bar")
+    pv = sub.add_parser("preview", help="picture of one sample's frames (GIF or PNG by the suffix of --out)")
+    pv.add_argument("out_set", metavar="OUT")
+    pv.add_argument("--split", default="train")
+    pv.add_argument("--index", type=int, default=0)
+    pv.add_argument("--frames-number", type=int, default=None)
+    pv.add_argument("--split-by", choices=["number", "time"], default=None)
+    pv.add_argument("--duration", type=int, default=None, help="µs per frame (variable number of frames)")
+    pv.add_argument("--out", required=True, help="sample.gif or sample.png")
     v = sub.add_parser("verify", help="check sizes, sha256 and decode every sample of a shard set")
     v.add_argument("out")
     d = sub.add_parser("download", help="fetch a dataset's raw files (or say where to get them)")
@@ -74,6 +94,21 @@ def _print_summary(s: dict, out: str) -> None:
         print(f"warning        {w}")
 
 
+def _sensor(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 480x640, got {text!r}") from None
+    return h, w
+
+
+def _folder_options(args: argparse.Namespace) -> dict | None:
+    """The ``folder`` dataset's options (``None`` when none was given)."""
+    opts = {"labels": args.labels, "window_us": args.window_us, "stride_us": args.stride_us, "sensor": args.sensor,
+            "format": args.format}
+    return {k: v for k, v in opts.items() if v is not None} or None
+
+
 def _split_options(args: argparse.Namespace) -> dict | None:
     """The ``--split-*`` options as ``convert(split=…)`` takes them (``None`` when none was given)."""
     opts = {"rule": args.split_rule, "train_ratio": args.train_ratio, "seed": args.split_seed,
@@ -101,6 +136,7 @@ def _list_table() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shardgen`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="shardgen: %(message)s", stream=sys.stderr)
     try:
         if args.cmd == "list":
             print(_list_table())
@@ -124,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 num_jobs=args.num_jobs,
                 job_index=args.job_index,
                 split=_split_options(args),
+                options=_folder_options(args),
             )
             for w in s["warnings"]:
                 print(f"shardgen: warning: {w}", file=sys.stderr)
@@ -142,18 +179,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {args.out.rstrip('/')}/index.json")
             return 0
         if args.cmd == "info":
-            from loader.shards import open_shard_set
+            from shardgen.inspect import collect_info, format_info, plot_info
+            from shardgen.progress import Progress
 
-            ss = open_shard_set(args.out)
-            ix = ss.index
-            print(f"dataset      {ix['dataset']}  (format {ix['format']} v{ix['version']})")
-            print(f"sensor size  {ix['sensor_size'][0]}x{ix['sensor_size'][1]} (HxW)")
-            print(f"classes      {len(ix['classes'])}: {', '.join(ix['classes'])}")
-            for split, info in ix["splits"].items():
-                print(
-                    f"{split:<12} {info['samples']} samples, {info['events']:,} events, "
-                    f"{len(info['shards'])} shards, {info['bytes']:,} bytes"
-                )
+            bar = Progress("samples scanned", None, unit="samples", enabled=not args.quiet and not args.no_scan)
+
+            def tick(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            try:
+                info = collect_info(args.out, scan=not args.no_scan, progress=tick)
+            finally:
+                bar.close()
+            print(format_info(info))
+            if args.plot:
+                plot_info(args.out, args.plot, info=info)
+                print(f"wrote {args.plot}")
+            return 0
+        if args.cmd == "preview":
+            from shardgen.inspect import preview
+
+            res = preview(args.out_set, args.split, args.index, args.out, frames_number=args.frames_number,
+                          split_by=args.split_by, duration=args.duration)
+            print(f"wrote {res['path']}: {res['split']}[{res['index']}] {res['key']} label {res['label']} "
+                  f"({res['class']}), {res['events']:,} events, {res['frames']} frames ({res['setting']})")
             return 0
         if args.cmd == "verify":
             from loader.shards import verify
@@ -174,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(spec.where.format(raw=Path(args.raw).resolve()))
                 return 2
             return 0
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, IndexError, ImportError) as exc:
+        if args.debug:
+            raise
         print(f"shardgen: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_
 from shardgen import jobs
 from shardgen.datasets import get_dataset
 from shardgen.datasets.base import DatasetError, RecordingTask, Source, Want, read_all, want_all
+from shardgen.progress import Progress
 from shardgen.sharedbuf import SlotPool
 from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput, ShardWriter
 
@@ -87,25 +88,6 @@ def process_recording(
     )
 
 
-class _NoProgress:
-    """Stands in for a tqdm bar when progress is off (and spares importing tqdm)."""
-
-    def update(self, n: int = 1) -> None:
-        """Do nothing."""
-
-    def close(self) -> None:
-        """Do nothing."""
-
-
-def _progress(total: int | None, enabled: bool) -> Any:
-    """A tqdm bar over recordings on stderr, or a silent stand-in."""
-    if not enabled:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="rec", desc="recordings", file=sys.stderr, dynamic_ncols=True)
-
-
 def convert(
     dataset_id: str,
     raw: str | os.PathLike[str],
@@ -119,6 +101,7 @@ def convert(
     num_jobs: int = 1,
     job_index: int = 0,
     split: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Convert the raw download of ``dataset_id`` in ``raw`` into a shard set at ``out``.
 
@@ -150,6 +133,9 @@ def convert(
         For datasets without an official split: ``rule`` (``"ratio"``, ``"first-k"``),
         ``train_ratio``, ``seed``, ``test_per_class`` (see
         :class:`shardgen.datasets.classfolder.SplitRule`); the rule is recorded in ``index.json``.
+    options : dict, optional
+        Dataset-specific options (the ``folder`` dataset: ``labels``, ``window_us``, ``stride_us``,
+        ``sensor``, ``format``); a dataset that takes none refuses them.
 
     Returns
     -------
@@ -165,7 +151,11 @@ def convert(
     mod = get_dataset(dataset_id)
     workers = max(1, workers or os.cpu_count() or 1)
     want = jobs.wanted(num_jobs, job_index)
-    src = mod.open_source(Path(raw), check_md5=check_md5, split=split)
+    extra = {k: v for k, v in (options or {}).items() if v is not None}
+    takes = getattr(mod, "OPTIONS", ())
+    if set(extra) - set(takes):
+        raise DatasetError(f"{dataset_id} takes no option {', '.join(sorted(set(extra) - set(takes)))}")
+    src = mod.open_source(Path(raw), check_md5=check_md5, split=split, **extra)
     try:
         return _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
                         num_jobs, job_index, want, t_start)
@@ -203,7 +193,7 @@ def _convert(
         # Shared slots must exist before the workers fork: recordings then reach them without a pipe.
         slots = SlotPool(workers + 1, SLOT_BYTES) if forking else None
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=keep_freed_memory)
-        bar = _progress(None, progress)
+        bar = Progress("recordings", None, unit="rec", enabled=progress)
         try:
             inflight: dict[Future[RecordingResult], object] = {}
             assembler = _Assembler(output, shard_size, want)

@@ -20,7 +20,7 @@ How a file is fetched:
   ``.part`` and raises :class:`DownloadError` naming the file and both checksums; a match renames the
   ``.part`` to ``RAW/<file>`` atomically (an older, wrong file there is replaced only then).
 - A tqdm bar (bytes) on stderr when ``progress`` and stderr is a terminal; otherwise plain log lines (one
-  every :data:`LOG_EVERY` seconds while ``progress``) through ``log``.
+  every :data:`shardgen.progress.LOG_EVERY` seconds while ``progress``) through ``log``.
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from typing import Any, BinaryIO
 
 from shardgen.archive import md5_file
 from shardgen.datasets.base import DatasetError, Resource
+from shardgen.progress import Progress, human_bytes, stderr_is_terminal
 
 CHUNK = 1 << 20
 """Bytes asked for per read from the source (and the fsspec block size)."""
 
-LOG_EVERY = 10.0
 """Seconds between progress log lines when no bar is shown."""
 
 MAX_BACKOFF = 30.0
@@ -332,62 +332,6 @@ class _Sources:
 # Progress: a tqdm bar on a terminal, log lines otherwise.
 
 
-class _Progress:
-    """Reports the bytes of one try: a tqdm bar, periodic log lines, or nothing."""
-
-    def __init__(self, name: str, start: int, total: int | None, bar: bool, lines: bool, log: Callable[[str], None]):
-        self._name, self._total, self._log = name, total, log
-        self._pos = start
-        self._lines = lines and not bar
-        self._last = time.monotonic()
-        self._bar: Any = None
-        if bar:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=total,
-                initial=start,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=name,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                leave=True,
-            )
-
-    def update(self, n: int) -> None:
-        """Count ``n`` more bytes."""
-        self._pos += n
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self._lines and time.monotonic() - self._last >= LOG_EVERY:
-            self._last = time.monotonic()
-            self._log(f"{self._name}: {_describe(self._pos, self._total)}")
-
-    def close(self) -> None:
-        """Close the bar."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
-def _human(n: int) -> str:
-    """``n`` bytes as ``"12.3 MiB"``."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover
-
-
-def _describe(pos: int, total: int | None) -> str:
-    if not total:
-        return f"{_human(pos)}"
-    return f"{_human(pos)} of {_human(total)} ({100 * pos // total}%)"
-
-
 def _stderr_log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -460,7 +404,7 @@ class _Fetcher:
         seen_total: int | None = None
         self.log(
             f"{resource.file}: downloading from {url}"
-            + (f" (a .part of {_human(furthest)} is there)" if furthest else "")
+            + (f" (a .part of {human_bytes(furthest)} is there)" if furthest else "")
         )
         while True:
             offset = part.stat().st_size if part.exists() else 0
@@ -492,7 +436,8 @@ class _Fetcher:
                     out.truncate(start)
                     out.seek(start)
                     pos = start
-                    progress = _Progress(resource.file, start, body.total, self.bar, self.lines, self.log)
+                    progress = Progress(resource.file, body.total, unit="B", enabled=self.bar or self.lines,
+                                        bar=self.bar, initial=start, emit=self.log, summary=False)
                     try:
                         while block := body.read(CHUNK):
                             out.write(block)
@@ -517,7 +462,7 @@ class _Fetcher:
                 if failures > self.retries:
                     raise DownloadError(
                         f"{dest}: cannot fetch {url}: {exc} (gave up after {failures} tries in a row without new "
-                        f"bytes; {_human(pos)} kept in {part.name}, run again to resume)"
+                        f"bytes; {human_bytes(pos)} kept in {part.name}, run again to resume)"
                     ) from exc
                 wait = min(MAX_BACKOFF, self.backoff * 2 ** (failures - 1))
                 self.log(f"{resource.file}: {exc}; retry {failures} of {self.retries} in {wait:.1f} s")
@@ -534,7 +479,7 @@ class _Fetcher:
             )
         os.replace(part, dest)
         self.report.fetched.append(resource)
-        self.log(f"{resource.file}: done, {_human(pos)}" + (", md5 ok" if expected else ""))
+        self.log(f"{resource.file}: done, {human_bytes(pos)}" + (", md5 ok" if expected else ""))
 
 
 def fetch_resources(
@@ -562,7 +507,8 @@ def fetch_resources(
         ``mirror.rstrip('/') + '/' + resource.file``. ``http(s)://``, ``file://``, a local folder or any fsspec
         URL (``s3://bucket/prefix`` ...). With a mirror every resource is fetched, also those without a URL.
     progress : bool
-        Show progress: a tqdm bar on stderr when it is a terminal, else a log line every :data:`LOG_EVERY` s.
+        Show progress: a tqdm bar on stderr when it is a terminal, else a log line every
+        :data:`shardgen.progress.LOG_EVERY` s.
     check_md5 : bool
         Compare files with their published md5 (when the resource has one): a present file that differs is
         downloaded again, a download that differs is deleted and raises :class:`DownloadError`.
@@ -589,7 +535,7 @@ def fetch_resources(
     """
     raw_path = Path(raw).expanduser().resolve()  # created only when a file is fetched (see _Fetcher)
     say = log if log is not None else _stderr_log
-    bar = bool(progress) and _is_terminal(sys.stderr)
+    bar = bool(progress) and stderr_is_terminal()
     report = DownloadReport(raw=raw_path)
     sources = _Sources(storage_options)
     fetcher = _Fetcher(report, sources, bar, bool(progress), retries, backoff, say)
@@ -618,13 +564,6 @@ def fetch_resources(
     finally:
         sources.close()
     return report
-
-
-def _is_terminal(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def where_to_get(resources: Sequence[Resource], raw: Path | str) -> str:

@@ -474,7 +474,7 @@ def preview(
     pos = index if index >= 0 else index + int(ss.index["splits"][split]["samples"])
     title = f"{ss.index['dataset']} {split}[{pos}]  {key}\nlabel {label} ({cls}), {n:,} events, {setting}"
     path = save_picture(frames, out_path, title=title, fps=fps)
-    log.info("wrote %s (%s)", path, title.replace("\n", ", "))
+    log.debug("wrote %s (%s)", path, title.replace("\n", ", "))
     return {
         "path": path,
         "split": split,

@@ -53,20 +53,35 @@ def test_list(capsys):
     assert gesture.split()[1:4] == ["128x128", "11", "by"]
 
 
-def test_info(shard_set, capsys):
+def test_info(shard_set, capsys, tmp_path):
     capsys.readouterr()
-    assert main(["info", str(shard_set)]) == 0
+    assert main(["info", str(shard_set), "--quiet"]) == 0
     out = capsys.readouterr().out
     index = json.loads((shard_set / "index.json").read_bytes())
-    assert "dvs128-gesture" in out and "format eventshard v1" in out
-    assert "128x128" in out
-    assert "hand_clapping" in out and "other_gestures" in out and "11:" in out
+    assert "dvs128-gesture" in out and "eventshard format v1" in out
+    assert "128 x 128" in out
+    assert "hand_clapping" in out and "other_gestures" in out
     for split, info in index["splits"].items():
-        line = next(ln for ln in out.splitlines() if ln.startswith(split))
-        assert f"{info['samples']} samples" in line
-        assert f"{info['events']:,} events" in line
-        assert f"{len(info['shards'])} shards" in line
-        assert f"{info['bytes']:,} bytes" in line
+        cells = next(ln for ln in out.splitlines() if ln.startswith(split)).split()
+        assert cells[1] == str(info["samples"]) and cells[2] == f"{info['events']:,}"
+    png = tmp_path / "info.png"
+    assert main(["info", str(shard_set), "--quiet", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["info", str(shard_set), "--no-scan"]) == 0
+
+
+def test_preview_writes_gif_and_png(shard_set, tmp_path, capsys):
+    from PIL import Image
+
+    for name in ("s.gif", "s.png"):
+        assert main(["preview", str(shard_set), "--split", "test", "--index", "1", "--frames-number", "6",
+                     "--out", str(tmp_path / name)]) == 0
+        assert "6 frames" in capsys.readouterr().out
+        with Image.open(tmp_path / name) as img:
+            assert img.format == ("GIF" if name.endswith("gif") else "PNG")
+            assert getattr(img, "n_frames", 1) == (6 if name.endswith("gif") else 1)
+    assert main(["preview", str(shard_set), "--split", "test", "--index", "999", "--out", str(tmp_path / "x.png")]) == 1
+    assert "999" in capsys.readouterr().err
 
 
 def test_info_and_verify_on_a_folder_without_index(tmp_path, capsys):

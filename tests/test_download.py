@@ -397,7 +397,7 @@ def test_progress_bar_on_a_terminal_and_log_lines_otherwise(tmp_path, files, ser
 
     plain = io.StringIO()
     monkeypatch.setattr(sys, "stderr", plain)
-    monkeypatch.setattr(dl, "LOG_EVERY", 0.0)
+    monkeypatch.setattr("shardgen.progress.LOG_EVERY", 0.0)
     _, lines = _fetch(res, tmp_path / "raw2")
     assert plain.getvalue() == ""  # no bar when stderr is not a terminal
     assert any(line.startswith("a.bin: ") and "%" in line for line in lines)
