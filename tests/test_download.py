@@ -10,10 +10,6 @@ import hashlib
 import io
 import os
 import sys
-import threading
-import time
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,79 +18,10 @@ import pytest
 from shardgen import download as dl
 from shardgen.datasets.base import DatasetError, Resource
 from shardgen.download import DownloadError, fetch_resources, format_report, where_to_get
-from tests.servers import HOST, RangeHTTPServer, RangeRequestHandler
+from tests.servers import FlakyHTTPServer
 
 SIZES = {"a.bin": 300_000, "b.bin": 200_003}
 CUT_AT = 100_000
-
-
-class _Handler(RangeRequestHandler):
-    """:class:`RangeRequestHandler` that records requests, can ignore ``Range`` and can cut a body short."""
-
-    def send_head(self) -> Any:
-        owner: FlakyHTTPServer = self.server.owner  # type: ignore[attr-defined]
-        owner.record(self.command, self.path, self.headers.get("Range"))
-        if owner.ignore_range:
-            status = self.server.take_failure()  # type: ignore[attr-defined]
-            if status is not None:
-                self.send_error(status, "injected failure")
-                return None
-            return SimpleHTTPRequestHandler.send_head(self)  # the standard library's: whole files, 200
-        return super().send_head()
-
-    def copyfile(self, source: Any, outputfile: Any) -> None:
-        cut = self.server.owner.take_cut()  # type: ignore[attr-defined]
-        if cut is None:
-            return super().copyfile(source, outputfile)
-        outputfile.write(source.read(cut))
-        outputfile.flush()
-        time.sleep(0.3)  # let the client take in what was sent before the connection drops
-        if self.server.owner.after_cut is not None:  # type: ignore[attr-defined]
-            self.server.owner.after_cut()  # type: ignore[attr-defined]
-        # returning closes the connection (HTTP/1.0) short of Content-Length
-
-
-class FlakyHTTPServer(RangeHTTPServer):
-    """:class:`RangeHTTPServer` with a request log, :meth:`cut_next` and :attr:`ignore_range`."""
-
-    def __init__(self, folder: str | os.PathLike[str]):
-        super().__init__(folder)
-        self.requests: list[tuple[str, str, str | None]] = []
-        self.ignore_range = False
-        self.after_cut: Any = None  # called once a body was cut short
-        self._cuts: list[int] = []
-        self._log_lock = threading.Lock()
-
-    def record(self, method: str, path: str, range_header: str | None) -> None:
-        with self._log_lock:
-            self.requests.append((method, path, range_header))
-
-    def gets(self, name: str) -> list[str | None]:
-        """The ``Range`` headers of the GET requests for ``/name``, in order (``None``: no header)."""
-        with self._log_lock:
-            return [r for m, p, r in self.requests if m == "GET" and p == "/" + name]
-
-    def cut_next(self, nbytes: int) -> None:
-        """Send only ``nbytes`` of the next response body, then close the connection."""
-        with self._log_lock:
-            self._cuts.append(nbytes)
-
-    def take_cut(self) -> int | None:
-        with self._log_lock:
-            return self._cuts.pop(0) if self._cuts else None
-
-    def start(self) -> FlakyHTTPServer:
-        if self._server is not None:
-            return self
-        server = ThreadingHTTPServer((HOST, self.port), partial(_Handler, directory=str(self.folder)))
-        server.block_on_close = False
-        server.take_failure = self._take_failure  # type: ignore[attr-defined]
-        server.owner = self  # type: ignore[attr-defined]
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
 
 
 def _md5(data: bytes) -> str:
