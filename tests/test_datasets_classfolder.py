@@ -325,3 +325,71 @@ def test_cli_convert_list_and_info(tmp_path):
     r = subprocess.run(cmd + ["convert", "n-mnist", "--raw", str(tmp_path / "nothing"), "--out",
                               str(tmp_path / "o2"), "--quiet"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "nothing" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------ real files
+
+
+def test_nmnist_shard_set_from_real_bs2_files_streams_frames(tmp_path):
+    """The real N-MNIST samples of SLAYER's NMNISTsmall (labels from its lists) → extracted layout → frames."""
+    from loader import EventShardDataset
+    from tests.realdata import REALDATA, real_file
+
+    folder = "nmnist_slayer_small"
+    lists = {"train": real_file(folder, "train1K.txt"), "test": real_file(folder, "test100.txt")}
+    raw = tmp_path / "raw"
+    expected = {}
+    for split, listing in lists.items():
+        for line in listing.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            sample, label = line.split()
+            src = REALDATA / folder / f"{sample}.bs2"
+            if not src.is_file():
+                continue  # the lists name more samples than the folder holds
+            dest = raw / split.title() / label / f"{int(sample):05d}.bin"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            expected[(split, f"{label}/{int(sample):05d}")] = (int(label), src)
+    assert len(expected) >= 30
+    summary = convert("n-mnist", raw, tmp_path / "out", workers=2, progress=False)
+    assert sum(summary["samples"].values()) == len(expected)
+    classes = json.loads((tmp_path / "out" / "index.json").read_text())["classes"]
+    from tonic.io import read_mnist_file
+
+    for split in ("train", "test"):
+        frames = EventShardDataset(tmp_path / "out", split=split, data_type="frame", frames_number=8,
+                                   split_by="number", shuffle=False, return_key=True)
+        events = EventShardDataset(tmp_path / "out", split=split, data_type="event", shuffle=False)
+        for (x, label, key), (ev, _) in zip(frames, events, strict=True):
+            true_label, src = expected[(split, key)]
+            assert classes[label] == str(true_label)
+            assert x.shape == (8, 2, 34, 34) and x.dtype == np.float32
+            assert float(x.sum()) == len(ev["t"]) > 1000  # every event lands in one frame
+            ref = read_mnist_file(str(src), dtype=np.dtype([("x", int), ("y", int), ("t", int), ("p", int)]))
+            assert_same_events(ev, {c: ref[c] for c in "txyp"}, key)
+
+
+def test_cli_download_from_a_mirror_resumes_and_checks_md5(tmp_path):
+    """shardgen download --mirror: published md5 rejects generated files; --no-md5 fetches, resumes, converts."""
+    from tests.servers import FlakyHTTPServer
+
+    gen = write_nmnist(tmp_path / "served", per_class=40, max_events=2000)
+    cmd = [sys.executable, "-m", "shardgen.cli", "download", "n-mnist", "--quiet"]
+    with FlakyHTTPServer(gen.root) as server:
+        raw = tmp_path / "raw"
+        r = subprocess.run(cmd + ["--raw", str(raw), "--mirror", server.url()], capture_output=True, text=True,
+                           cwd=ROOT, timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert "md5" in r.stderr and "differs" in r.stderr and ".zip" in r.stderr
+        assert not any(raw.glob("*.zip")) and not any(raw.glob("*.part"))  # nothing corrupt is left behind
+        server.cut_next(50_000)  # the first body stops after 50 kB: the download must resume
+        r = subprocess.run(cmd + ["--raw", str(raw), "--mirror", server.url(), "--no-md5"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 0, r.stderr
+        ranges = [h for name in ("Train.zip", "Test.zip") for h in server.gets(name)]
+        assert any(h and h.startswith("bytes=") and not h.startswith("bytes=0-") for h in ranges), ranges
+    for name in ("Train.zip", "Test.zip"):
+        assert (raw / name).read_bytes() == (gen.root / name).read_bytes()
+    s = convert("n-mnist", raw, tmp_path / "out", workers=1, check_md5=False, progress=False)
+    assert sum(s["samples"].values()) == len(gen.samples)
