@@ -124,7 +124,8 @@ def encode_events(
     if n:
         xa = np.asarray(x)
         ya = np.asarray(y)
-        if int(xa.min()) < 0 or int(xa.max()) >= w or int(ya.min()) < 0 or int(ya.max()) >= h:
+        signed = xa.dtype.kind != "u" or ya.dtype.kind != "u"  # unsigned columns cannot be negative
+        if (signed and (int(xa.min()) < 0 or int(ya.min()) < 0)) or int(xa.max()) >= w or int(ya.max()) >= h:
             raise FormatError(f"coordinates outside the {h}x{w} sensor")
         dt = np.diff(t64)
         dt_code = _smallest(int(dt.min()), int(dt.max())) if n > 1 else "u1"

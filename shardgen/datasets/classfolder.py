@@ -31,10 +31,10 @@ import threading
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -98,6 +98,108 @@ class SplitRule:
         return {"rule": "official"}
 
 
+def make_split_rule(split: dict[str, Any] | None, default: SplitRule, dataset_id: str, has_official: bool
+                    ) -> SplitRule:
+    """``default`` updated by the user's ``rule``, ``train_ratio``, ``seed``, ``test_per_class``.
+
+    Parameters
+    ----------
+    split : dict or None
+        ``convert(split=…)``: any of ``rule``, ``train_ratio``, ``seed``, ``test_per_class``.
+    default : SplitRule
+        The dataset's own rule (returned as is when ``split`` is empty).
+    dataset_id : str
+        Named in the error.
+    has_official : bool
+        Whether the download holds a split of its own (``rule="official"`` is refused otherwise).
+
+    Returns
+    -------
+    SplitRule
+    """
+    if not split:
+        return default
+    kind = split.get("rule") or default.kind
+    if kind == "official" and not has_official:
+        raise DatasetError(f"{dataset_id} has no official split; use --split-rule ratio or first-k")
+    return SplitRule(
+        kind=kind,
+        test_per_class=int(split.get("test_per_class") or default.test_per_class),
+        train_ratio=float(split["train_ratio"] if split.get("train_ratio") is not None else default.train_ratio),
+        seed=int(split["seed"] if split.get("seed") is not None else default.seed),
+    )
+
+
+class Splittable(Protocol):
+    """What :func:`split_by_class` needs of a sample unit (a file, a labels-csv row …); hashable."""
+
+    @property
+    def cls(self) -> str:
+        """Class name (the rule is applied within each class)."""
+        ...
+
+    @property
+    def stem(self) -> str:
+        """Name used for ordering (and, for ``first-k``, the number in it)."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """Unique name: breaks ties in the ``ratio``/``ordered`` ordering."""
+        ...
+
+    @property
+    def split(self) -> str | None:
+        """The unit's official split, if it has one."""
+        ...
+
+
+S = TypeVar("S", bound=Splittable)
+
+
+def split_by_class(units: Iterable[S], rule: SplitRule, where: Callable[[S], str] = lambda u: u.name) -> dict[S, str]:
+    """Assign every unit to ``train`` or ``test`` by ``rule``, class by class (see :class:`SplitRule`).
+
+    Parameters
+    ----------
+    units : iterable of Splittable
+        In a deterministic order (``first-k`` keeps it among equal numbers).
+    rule : SplitRule
+        ``official`` takes each unit's own ``split``; ``first-k``, ``ratio`` and ``ordered`` as documented there.
+    where : callable
+        Names a unit in the error raised when ``official`` meets a unit without a split.
+
+    Returns
+    -------
+    dict
+        Unit → split name.
+    """
+    by_class: dict[str, list[S]] = {}
+    for m in units:
+        by_class.setdefault(m.cls, []).append(m)
+    split_of: dict[S, str] = {}
+    for cls, ms in by_class.items():
+        if rule.kind == "official":
+            for m in ms:
+                if m.split is None:
+                    raise DatasetError(f"{where(m)}: holds no official split")
+                split_of[m] = m.split
+        elif rule.kind == "first-k":
+            ranked = sorted(ms, key=lambda m: _natural_number(m.stem))
+            for i, m in enumerate(ranked):
+                split_of[m] = "test" if i < rule.test_per_class else "train"
+        else:
+            ordered = sorted(ms, key=lambda m: (m.stem, m.name))
+            n_train = math.ceil(rule.train_ratio * len(ordered))
+            if rule.kind == "ordered":
+                perm = np.arange(len(ordered))
+            else:
+                perm = np.random.default_rng([rule.seed, zlib.crc32(cls.encode())]).permutation(len(ordered))
+            for rank, i in enumerate(perm.tolist()):
+                split_of[ordered[i]] = "train" if rank < n_train else "test"
+    return split_of
+
+
 @dataclass(frozen=True)
 class ClassFolderDataset:
     """The declaration of one class-folder dataset (see the module docstring).
@@ -119,19 +221,8 @@ class ClassFolderDataset:
 
     def split_rule(self, split: dict[str, Any] | None) -> SplitRule:
         """The default rule updated by the user's ``rule``, ``train_ratio``, ``seed``, ``test_per_class``."""
-        if not split:
-            return self.default_split
-        kind = split.get("rule") or self.default_split.kind
         has_official = any(v is not None for v in self.archives.values())
-        if kind == "official" and not has_official:
-            raise DatasetError(f"{self.spec.id} has no official split; use --split-rule ratio or first-k")
-        return SplitRule(
-            kind=kind,
-            test_per_class=int(split.get("test_per_class") or self.default_split.test_per_class),
-            train_ratio=float(split["train_ratio"] if split.get("train_ratio") is not None
-                              else self.default_split.train_ratio),
-            seed=int(split["seed"] if split.get("seed") is not None else self.default_split.seed),
-        )
+        return make_split_rule(split, self.default_split, self.spec.id, has_official)
 
     def open_source(self, raw: Path | str, check_md5: bool = True, split: dict[str, Any] | None = None
                     ) -> ClassFolderSource:
@@ -338,31 +429,7 @@ class ClassFolderSource:
 
     # ------------------------------------------------------------------ split and batch
     def _split(self, members: list[Member]) -> dict[Member, str]:
-        rule = self.rule
-        by_class: dict[str, list[Member]] = {}
-        for m in members:
-            by_class.setdefault(m.cls, []).append(m)
-        split_of: dict[Member, str] = {}
-        for cls, ms in by_class.items():
-            if rule.kind == "official":
-                for m in ms:
-                    if m.split is None:
-                        raise DatasetError(f"{m.container or m.name}: holds no official split")
-                    split_of[m] = m.split
-            elif rule.kind == "first-k":
-                ranked = sorted(ms, key=lambda m: _natural_number(m.stem))
-                for i, m in enumerate(ranked):
-                    split_of[m] = "test" if i < rule.test_per_class else "train"
-            else:
-                ordered = sorted(ms, key=lambda m: (m.stem, m.name))
-                n_train = math.ceil(rule.train_ratio * len(ordered))
-                if rule.kind == "ordered":
-                    perm = np.arange(len(ordered))
-                else:
-                    perm = np.random.default_rng([rule.seed, zlib.crc32(cls.encode())]).permutation(len(ordered))
-                for rank, i in enumerate(perm.tolist()):
-                    split_of[ordered[i]] = "train" if rank < n_train else "test"
-        return split_of
+        return split_by_class(members, self.rule, lambda m: m.container or m.name)
 
     def _batch(self, members: list[Member]) -> dict[str, list[tuple[str, list[Member]]]]:
         """Split → batches ``(name, members)`` in shard order: class label, then file name."""
@@ -473,10 +540,10 @@ def cut_batch(ds: ClassFolderDataset, task: RecordingTask, allow_truncated: bool
     warnings: list[str] = []
     events_read = empty = truncated = 0
     for container, name, cls, stem, label, entry in task.context["members"]:
-        where = f"{Path(container).name}:{name}" if container else name
+        where = f"{os.path.basename(container)}:{name}" if container else name
         ev = ds.read(read_member(container, name, entry), where, allow_truncated)
         n = len(ev)
-        if n:
+        if n and (int(ev.x.max()) >= w or int(ev.y.max()) >= h):  # two reductions; locate only when needed
             bad = np.flatnonzero((ev.x >= w) | (ev.y >= h))
             if bad.size:
                 i = int(bad[0])
