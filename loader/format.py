@@ -22,6 +22,8 @@ import msgpack
 import numpy as np
 import zstandard
 
+from loader.errors import EventshardError
+
 FORMAT_NAME = "eventshard"
 FORMAT_VERSION = 1
 TIME_UNIT = "us"
@@ -40,7 +42,7 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}$")
 _SHARD_RE = re.compile(r"^(job-[0-9]{4}-of-[0-9]{4}/)?[a-z0-9_\-]+-[0-9]{6}\.tar\.zst$")
 
 
-class FormatError(ValueError):
+class FormatError(EventshardError, ValueError):
     """A shard, sample or index does not follow the eventshard format."""
 
 

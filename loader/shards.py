@@ -34,6 +34,7 @@ import fsspec
 import zstandard
 
 from loader.cache import HashingWriter, ShardCache
+from loader.errors import EventshardError
 from loader.format import INDEX_NAME, FormatError, decode_sample, loads_index
 
 READ_BLOCK = 8 * 1024 * 1024
@@ -43,7 +44,7 @@ ON_ERROR = ("raise", "skip")
 T = TypeVar("T")
 
 
-class StorageError(OSError):
+class StorageError(EventshardError, OSError):
     """A read that kept failing on transient errors; the message names the URL and the byte range."""
 
 

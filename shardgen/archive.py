@@ -19,8 +19,10 @@ from typing import BinaryIO
 from isal import igzip as _gzip  # ISA-L inflates about twice as fast as zlib; same bytes out
 from isal import isal_zlib
 
+from loader.errors import EventshardError
 
-class ArchiveError(ValueError):
+
+class ArchiveError(EventshardError, ValueError):
     """An archive or resource file is missing, corrupt, or names an unsafe path."""
 
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from loader.errors import EventshardError
 from loader.format import INDEX_NAME, FormatError, dumps_index, loads_index
 from loader.shards import open_shard_set
 
@@ -25,7 +26,7 @@ _SUMMABLE = ("recordings", "empty_windows", "events", "events_read", "truncated_
              "skipped_packets", "shard_bytes")
 
 
-class MergeError(ValueError):
+class MergeError(EventshardError, ValueError):
     """The job parts of a shard set are missing, incomplete or inconsistent."""
 
 

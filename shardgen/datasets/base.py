@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
+from loader.errors import EventshardError
 from shardgen.sharedbuf import SlotRef
 
 Stage = Callable[[BinaryIO, int], "bytes | SlotRef"]
@@ -72,7 +73,7 @@ class DatasetSpec:
     conventions: str = ""
 
 
-class DatasetError(ValueError):
+class DatasetError(EventshardError, ValueError):
     """The raw download is missing, incomplete or malformed; the message names the file."""
 
 

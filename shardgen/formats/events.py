@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from loader.errors import EventshardError
 
-class FormatError(ValueError):
+
+class FormatError(EventshardError, ValueError):
     """A raw file is damaged or not in the expected format.
 
     The message always starts with ``<file>: byte <offset>:`` (or ``<file>:`` when no offset applies),

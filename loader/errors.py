@@ -1,0 +1,35 @@
+"""The one family of errors eventshard raises on purpose.
+
+Every such error derives from :class:`EventshardError` and keeps a standard base as well
+(``ValueError`` or ``OSError``), so code written against those still works. Each message starts
+with where the problem is: the file or URL, then the byte offset, row or sample key. The
+``shardgen`` command prints it as one line (``--debug`` shows the traceback) and exits with 1.
+
+==========================================  ================================================
+class                                       raised for
+==========================================  ================================================
+``shardgen.formats.events.FormatError``     a raw recording is damaged (file, byte offset)
+``shardgen.datasets.base.DatasetError``     a download is missing, incomplete or malformed
+``loader.format.FormatError``               a shard, sample frame or index is malformed
+:class:`IntegrityError`                     bytes differ from what the index or md5 promises
+``loader.shards.StorageError``              storage failed after the retries (URL)
+:class:`ConfigurationError`                 arguments or options that cannot work together
+==========================================  ================================================
+
+This module imports nothing, so both sides (``shardgen`` and the torch-free ``loader.format``)
+can use it.
+"""
+
+from __future__ import annotations
+
+
+class EventshardError(Exception):
+    """Base of every error eventshard raises on purpose."""
+
+
+class IntegrityError(EventshardError, ValueError):
+    """Bytes differ from what was promised: sha256 of a shard, md5 of a download, a size, a CRC."""
+
+
+class ConfigurationError(EventshardError, ValueError):
+    """Arguments or options that cannot work (unknown option, bad split rule, conflicting settings)."""
