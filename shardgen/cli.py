@@ -123,9 +123,9 @@ def _list_table() -> str:
         spec = get_dataset(ds).SPEC
         rows.append((
             spec.id,
-            f"{spec.sensor_size[0]}x{spec.sensor_size[1]}",
-            str(len(spec.classes)),
-            "automatic" if spec.downloadable else "by hand",
+            f"{spec.sensor_size[0]}x{spec.sensor_size[1]}" if all(spec.sensor_size) else "per run",
+            str(len(spec.classes)) if spec.classes else "yours",
+            "automatic" if spec.downloadable else ("by hand" if spec.resources else "-"),
             spec.split_rule.split(":")[0],
             spec.reader.split(" (")[0],
         ))

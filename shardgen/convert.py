@@ -63,10 +63,11 @@ def process_recording(
     mod = get_dataset(dataset_id)
     cut = mod.cut(task, allow_truncated=allow_truncated)
     cctx = _CCTX.get(level) or _CCTX.setdefault(level, new_compressor(level))
+    sensor_size = task.context.get("sensor_size") or mod.SPEC.sensor_size  # a run's own size (``folder``)
     keys, labels, events, sizes = [], [], [], []
     with open(part, "wb") as f:
         for s in cut.samples:
-            frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, mod.SPEC.sensor_size, cctx)
+            frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, sensor_size, cctx)
             f.write(frame)
             keys.append(s.key)
             labels.append(int(s.meta["label"]))
@@ -318,7 +319,7 @@ def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> 
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "dataset": mod.SPEC.id,
-        "sensor_size": list(mod.SPEC.sensor_size),
+        "sensor_size": list(getattr(src, "sensor_size", None) or mod.SPEC.sensor_size),
         "classes": list(src.classes),
         "time_unit": TIME_UNIT,
         "zstd_level": level,

@@ -304,10 +304,31 @@ def test_evt3_time_low_reset_and_repeated_time_high():
     enc.single(1, 1)
     words = enc.words + [evt3_time_high(0x5123), evt3_addr_x(2, 0),  # same high: low kept
                          evt3_time_high(0x6000 + 0x123), evt3_addr_x(3, 1),  # new high, no TIME_LOW yet: low = 0
-                         evt3_time_low(0x6007), evt3_addr_x(4, 0)]
+                         evt3_time_low(0x6007), evt3_addr_x(4, 0),
+                         evt3_time_high(0x5000), evt3_addr_x(5, 0),  # a small step back is not a 24-bit wrap
+                         evt3_time_high(0xFFF000), evt3_time_low(0x11), evt3_addr_x(6, 0),
+                         evt3_time_high(0x800000), evt3_addr_x(7, 0),  # high 2047 below: still no wrap
+                         evt3_time_high(0xFFF000), evt3_addr_x(8, 0),
+                         evt3_time_high(0x7FF000), evt3_addr_x(9, 0)]  # high 2048 below: a 24-bit wrap
     ev = read_evt3(np.asarray(words, "<u2").tobytes(), "x")
-    np.testing.assert_array_equal(ev.t, [0x5123, 0x5123, 0x6000, 0x6007])
-    np.testing.assert_array_equal(ev.x, [1, 2, 3, 4])
+    expected_t = [0x5123, 0x5123, 0x6000, 0x6007, 0x5000, 0xFFF011, 0x800000, 0xFFF000, (1 << 24) + 0x7FF000]
+    np.testing.assert_array_equal(ev.t, expected_t)
+    np.testing.assert_array_equal(ev.x, [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert_events(ev, ref_evt3(np.asarray(words)))
+    for size in (1, 2, 3):  # the same across every chunk boundary
+        chunks = [c for c in iter_evt3_bytes(np.asarray(words, "<u2").tobytes(), size)]
+        np.testing.assert_array_equal(np.concatenate([c.t for c in chunks]), ev.t)
+
+
+def iter_evt3_bytes(data: bytes, size: int):
+    """``iter_evt3`` on bytes (through a temporary file)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "w.raw"
+        path.write_bytes(data)
+        yield from iter_evt3(path, size)
 
 
 def test_evt3_before_first_time_high_and_addr_y_are_skipped():
@@ -420,7 +441,7 @@ def test_fuzz_evt2(body):
     words = np.frombuffer(body[: len(body) // 4 * 4], "<u4")
     known = np.array([0x0, 0x1, 0x8, 0x8, 0xA, 0xD, 0xE, 0xF], np.uint32)
     words = (words & 0x0FFFFFFF) | (known[(words >> 28) % known.size] << 28)
-    ev = _fuzz(read_evt2, b"", words.tobytes())
+    ev = _fuzz(read_evt2, raw_header(["% evt 2.0"], end=True), words.tobytes())  # '% end': words may start with '%'
     assert ev is not None
     assert_events(ev, ref_evt2(words))
 
@@ -432,7 +453,7 @@ def test_fuzz_evt3(body):
     words = np.frombuffer(body[: len(body) // 2 * 2], "<u2")
     known = np.array([0, 2, 3, 4, 5, 6, 7, 8, 10, 13, 14, 15], np.uint16)
     words = (words & 0x0FFF) | (known[(words >> 12) % known.size] << 12)
-    ev = _fuzz(read_evt3, b"", words.tobytes())
+    ev = _fuzz(read_evt3, raw_header(["% evt 3.0"], end=True), words.tobytes())
     assert ev is not None
     assert_events(ev, ref_evt3(words))
 
@@ -443,3 +464,17 @@ def test_fuzz_dat(body, ev_type):
     head = encode_dat([], [], [], [], event_type=ev_type)
     _fuzz(read_dat, head, body)
     _fuzz(read_dat, b"", body)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=400), chunk=st.integers(1, 9))
+def test_fuzz_evt3_chunks_equal_whole(tmp_path_factory, body, chunk):
+    words = np.frombuffer(body[: len(body) // 2 * 2], "<u2")
+    known = np.array([0, 2, 3, 4, 5, 6, 8, 8, 8, 6, 6, 14], np.uint16)
+    words = (words & 0x0FFF) | (known[(words >> 12) % known.size] << 12)
+    data = raw_header(["% evt 3.0"], end=True) + words.tobytes()
+    path = tmp_path_factory.mktemp("evt3") / "f.raw"
+    path.write_bytes(data)
+    for rule in ("openeb", "expelliarmus"):
+        assert_chunks_equal(list(iter_evt3(path, chunk, time_rule=rule)), read_evt3(data, "f", time_rule=rule))
+

@@ -11,6 +11,7 @@ DATASETS: dict[str, str] = {
     "n-mnist": "shardgen.datasets.n_mnist",
     "n-caltech101": "shardgen.datasets.n_caltech101",
     "asl-dvs": "shardgen.datasets.asl_dvs",
+    "folder": "shardgen.datasets.folder",
 }
 
 

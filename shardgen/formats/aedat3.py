@@ -188,3 +188,133 @@ def _decode_polarity(
     return Aedat3Events(
         t, x, y, p, packets, skipped, truncated, np.asarray(starts, np.int64), np.asarray(counts, np.int64)
     )
+
+
+# ------------------------------------------------------------------------------------------ chunked reading
+
+import os  # noqa: E402  (kept with the chunked reader that needs it)
+from collections.abc import Iterator  # noqa: E402
+
+_HEAD_BLOCK = 1 << 16
+_HEADER_LIMIT = 16 << 20
+
+
+def _read_file_header_end(f, name: str) -> int:
+    """Offset of the first packet, reading only as much of the open file as the header needs."""
+    head = b""
+    while True:
+        block = f.read(max(_HEAD_BLOCK, len(head)))
+        head += block
+        if END_HEADER in head or not block or len(head) >= _HEADER_LIMIT:
+            return header_end(head, name)
+
+
+def iter_aedat3(
+    path: str | os.PathLike, chunk_events: int = 1 << 20, allow_truncated: bool = False
+) -> Iterator[Aedat3Events]:
+    """Read a large AEDAT 3.1 file chunk by chunk: walk the packet headers, group polarity packets.
+
+    Only the payloads of polarity packets are read (other packets are skipped with a seek). A chunk is
+    decoded as soon as it holds at least ``chunk_events`` events (whole packets), so concatenating the
+    chunks gives exactly :func:`read_aedat3` of the whole file; ``packets``/``skipped_packets`` are per
+    chunk and add up, ``truncated_bytes`` is set on the last chunk, ``event_starts`` are file offsets.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its name is used in error messages.
+    chunk_events : int
+        Minimum number of events per chunk (except the last).
+    allow_truncated : bool
+        As for :func:`read_aedat3`.
+
+    Yields
+    ------
+    Aedat3Events
+        At least one chunk (an empty one for a file without polarity events).
+
+    Raises
+    ------
+    AedatError
+        As for :func:`read_aedat3`, raised when the reader reaches the damaged packet.
+    """
+    if chunk_events < 1:
+        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    name = str(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = _read_file_header_end(f, name)
+        payloads: list[bytes] = []
+        file_starts: list[int] = []
+        counts: list[int] = []
+        overflows: list[int] = []
+        held = packets = skipped = truncated = 0
+        yielded = False
+
+        def flush() -> Aedat3Events:
+            buf = b"".join(payloads)
+            local = [0]
+            for c in counts[:-1]:
+                local.append(local[-1] + c * POLARITY_EVENT_SIZE)
+            out = _decode_polarity(memoryview(buf), local if counts else [], counts, overflows, packets, skipped,
+                                   truncated)
+            out.event_starts = np.asarray(file_starts, np.int64)
+            return out
+
+        # One iteration per packet (28-byte header read + one payload read or seek), never per event.
+        while pos < size:
+            f.seek(pos)
+            raw = f.read(PACKET_HEADER.size)
+            if len(raw) < PACKET_HEADER.size:
+                if not allow_truncated:
+                    raise AedatError(
+                        f"{name}: byte {pos}: truncated packet header ({size - pos} of 28 bytes); "
+                        "pass --allow-truncated to keep the events before it"
+                    )
+                truncated += size - pos
+                break
+            etype, _src, esize, _tsoff, ovf, capacity, _num, _valid = PACKET_HEADER.unpack(raw)
+            if esize <= 0 or capacity < 0 or ovf < 0:
+                raise AedatError(
+                    f"{name}: byte {pos}: bad packet header "
+                    f"(eventSize {esize}, eventCapacity {capacity}, eventTSOverflow {ovf})"
+                )
+            if etype == POLARITY and esize != POLARITY_EVENT_SIZE:
+                raise AedatError(f"{name}: byte {pos}: polarity packet with eventSize {esize}, expected 8")
+            body = pos + PACKET_HEADER.size
+            end = body + capacity * esize
+            packets += 1
+            if end > size:
+                if not allow_truncated:
+                    raise AedatError(
+                        f"{name}: byte {pos}: packet of {capacity}x{esize} bytes runs {end - size} bytes past "
+                        f"the end of the file ({size} bytes); pass --allow-truncated to keep the events before it"
+                    )
+                whole = (size - body) // POLARITY_EVENT_SIZE if etype == POLARITY else 0
+                if whole:
+                    payloads.append(f.read(whole * POLARITY_EVENT_SIZE))
+                    file_starts.append(body)
+                    counts.append(whole)
+                    overflows.append(ovf)
+                truncated += size - body - whole * POLARITY_EVENT_SIZE
+                break
+            if etype == POLARITY:
+                if capacity:
+                    data = f.read(capacity * POLARITY_EVENT_SIZE)
+                    if len(data) != capacity * POLARITY_EVENT_SIZE:
+                        raise AedatError(f"{name}: byte {body}: file shrank while it was being read")
+                    payloads.append(data)
+                    file_starts.append(body)
+                    counts.append(capacity)
+                    overflows.append(ovf)
+                    held += capacity
+            else:
+                skipped += 1
+            pos = end
+            if held >= chunk_events:
+                yield flush()
+                payloads, file_starts, counts, overflows = [], [], [], []
+                held = packets = skipped = 0
+                yielded = True
+        if counts or packets or truncated or not yielded:
+            yield flush()
