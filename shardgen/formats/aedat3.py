@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shardgen.formats.events import FormatError
+
 END_HEADER = b"#!END-HEADER\r\n"
 PACKET_HEADER = struct.Struct("<hhiiiiii")
 POLARITY = 1
@@ -25,7 +27,7 @@ POLARITY_EVENT_SIZE = 8
 _EVENT_DTYPE = np.dtype([("data", "<u4"), ("ts", "<u4")])
 
 
-class AedatError(ValueError):
+class AedatError(FormatError):
     """A file is not valid AEDAT 3.1; the message names the file and the byte offset."""
 
 

@@ -16,7 +16,11 @@ class FormatError(EventshardError, ValueError):
     so the CLI can print it as one line that says where to look.
     """
 
-    def __init__(self, name: str, offset: int | None, message: str):
+    def __init__(self, name: str, offset: int | None = None, message: str | None = None):
+        if message is None:  # one ready-made message that already names the file
+            self.name, self.offset, self.message = "", None, name
+            super().__init__(name)
+            return
         self.name = name
         self.offset = offset
         self.message = message
@@ -25,6 +29,8 @@ class FormatError(EventshardError, ValueError):
 
     def __reduce__(self) -> tuple:
         # worker processes send errors back to the converter: rebuild from the three parts
+        if not self.name:
+            return (type(self), (self.message,))
         return (type(self), (self.name, self.offset, self.message))
 
 
