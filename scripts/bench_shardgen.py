@@ -14,6 +14,7 @@ SpikingJelly's ``events_np`` and the tar.gz, and the peak RSS of each process tr
 
     python scripts/bench_shardgen.py --recordings 6 --events-per-sample 300000
     python scripts/bench_shardgen.py --dataset n-mnist --files 6000 --events-per-file 4000
+    python scripts/bench_shardgen.py --readers      # each raw reader against its reference reader
 """
 
 from __future__ import annotations
@@ -79,7 +80,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="shardgen --workers (default: all cores)")
     ap.add_argument("--workdir", default=None, help="keep files here instead of a temporary folder")
     ap.add_argument("--skip-spikingjelly", action="store_true")
+    ap.add_argument("--readers", action="store_true",
+                    help="instead: every raw reader's events/s beside its reference reader on the same file")
     args = ap.parse_args()
+    if args.readers:
+        from scripts.bench_readers import run
+
+        run()
+        return
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-shardgen-"))
     shutil.rmtree(work, ignore_errors=True)
