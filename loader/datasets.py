@@ -195,7 +195,28 @@ class ShardFolderDataset(Dataset):
         )
 
 
-class DVS128Gesture(ShardFolderDataset):
+class _TrainTest(ShardFolderDataset):
+    """SpikingJelly's ``train`` argument first: ``True`` (default) → ``"train"``, ``False`` → ``"test"``."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        train: bool | None = True,
+        data_type: str = "event",
+        frames_number: int | None = None,
+        split_by: str | None = None,
+        duration: int | None = None,
+        custom_integrate_function: Callable[[dict[str, np.ndarray], int, int], Any] | None = None,
+        custom_integrated_frames_dir_name: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(root, train, data_type, frames_number, split_by, duration, custom_integrate_function,
+                         custom_integrated_frames_dir_name, transform, target_transform, **kwargs)
+
+
+class DVS128Gesture(_TrainTest):
     """DVS128 Gesture (``dvs128-gesture``) with SpikingJelly's ``DVS128Gesture`` arguments.
 
     ``train=True`` → split ``"train"`` (1176 samples), ``False`` → ``"test"`` (288). Labels are the
@@ -204,45 +225,11 @@ class DVS128Gesture(ShardFolderDataset):
 
     dataset_id = "dvs128-gesture"
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        train: bool | None = True,
-        data_type: str = "event",
-        frames_number: int | None = None,
-        split_by: str | None = None,
-        duration: int | None = None,
-        custom_integrate_function: Callable[[dict[str, np.ndarray], int, int], Any] | None = None,
-        custom_integrated_frames_dir_name: str | None = None,
-        transform: Callable[[Any], Any] | None = None,
-        target_transform: Callable[[int], Any] | None = None,
-        **kwargs: Any,
-    ):
-        super().__init__(root, train, data_type, frames_number, split_by, duration, custom_integrate_function,
-                         custom_integrated_frames_dir_name, transform, target_transform, **kwargs)
 
-
-class NMNIST(ShardFolderDataset):
+class NMNIST(_TrainTest):
     """N-MNIST (``n-mnist``) with SpikingJelly's ``NMNIST`` arguments (``train=True`` → ``"train"``)."""
 
     dataset_id = "n-mnist"
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        train: bool | None = True,
-        data_type: str = "event",
-        frames_number: int | None = None,
-        split_by: str | None = None,
-        duration: int | None = None,
-        custom_integrate_function: Callable[[dict[str, np.ndarray], int, int], Any] | None = None,
-        custom_integrated_frames_dir_name: str | None = None,
-        transform: Callable[[Any], Any] | None = None,
-        target_transform: Callable[[int], Any] | None = None,
-        **kwargs: Any,
-    ):
-        super().__init__(root, train, data_type, frames_number, split_by, duration, custom_integrate_function,
-                         custom_integrated_frames_dir_name, transform, target_transform, **kwargs)
 
 
 class _Whole(ShardFolderDataset):
