@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from loader.format import FormatError
+from loader.errors import ConfigurationError
 
 try:  # POSIX: lock files serialise the download of one shard across processes
     import fcntl
@@ -68,7 +68,7 @@ class ShardCache:
 
     def __init__(self, folder: str | os.PathLike[str], max_bytes: int | None = None):
         if max_bytes is not None and int(max_bytes) < 0:
-            raise ValueError(f"cache_bytes must be >= 0, got {max_bytes}")
+            raise ConfigurationError(f"cache_bytes must be >= 0, got {max_bytes}")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_bytes = None if max_bytes is None else int(max_bytes)
@@ -93,17 +93,24 @@ class ShardCache:
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
-    def open(self, url: str, size: int, sha256: str, fill: Callable[[HashingWriter], None]) -> tuple[BinaryIO, bool]:
+    def open(
+        self, url: str, size: int, sha256: str, fill: Callable[[HashingWriter], None], name: str | None = None
+    ) -> tuple[BinaryIO, bool]:
         """Open the cached shard of ``url``, downloading it with ``fill`` first when it is not cached.
+
+        A download left unfinished by a process that died (a ``.partial`` file of this entry) is
+        removed first: only the holder of the entry's lock writes one.
 
         Parameters
         ----------
         url : str
-            Full URL of the shard (names the cache entry and the errors).
+            Full URL of the shard (names the cache entry, and the errors unless ``name`` is given).
         size, sha256 : int, str
             The shard's size and sha256 from the index; a download must match both.
         fill : callable
             ``fill(writer)`` writes the whole shard into ``writer`` (a :class:`HashingWriter`).
+        name : str, optional
+            How errors name the shard (default ``url``).
 
         Returns
         -------
@@ -112,10 +119,11 @@ class ShardCache:
 
         Raises
         ------
-        FormatError
-            The downloaded bytes differ from the index in size or sha256 (the message names ``url``);
-            nothing is left in the cache then.
+        loader.shards.ShardIntegrityError
+            The downloaded bytes differ from the index in size or sha256 (the message names the
+            shard); nothing is left in the cache then. Also a :class:`~loader.format.FormatError`.
         """
+        name = url if name is None else name
         path = self.path_for(url, sha256)
         with self._locked(path):
             try:
@@ -128,15 +136,20 @@ class ShardCache:
                     return fh, True
                 fh.close()  # a stale or damaged entry: fetch it again
                 path.unlink(missing_ok=True)
+            for stale in self.folder.glob(f".{path.name}.*.partial"):  # left by a process killed mid-download
+                stale.unlink(missing_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
             try:
                 with open(tmp, "wb") as out:
                     writer = HashingWriter(out)
                     fill(writer)
                 if writer.size != size or writer.sha.hexdigest() != sha256:
-                    raise FormatError(
-                        f"{url}: downloaded {writer.size} bytes with sha256 {writer.sha.hexdigest()[:16]}…, "
-                        f"the index says {size} bytes with sha256 {sha256[:16]}…"
+                    from loader.shards import ShardIntegrityError  # not at the top: loader.shards imports this
+
+                    raise ShardIntegrityError(
+                        f"{name}: downloaded {writer.size} bytes with sha256 {writer.sha.hexdigest()[:16]}…, "
+                        f"the index says {size} bytes with sha256 {sha256[:16]}…",
+                        name,
                     )
                 os.replace(tmp, path)
                 self._touch(path)

@@ -38,8 +38,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from loader import frames as _frames
 from loader.allocator import keep_freed_memory
+from loader.errors import ConfigurationError
 from loader.format import EVENT_COLUMNS, FormatError, decode_sample
-from loader.shards import ReadStats, ShardSet, open_shard_set
+from loader.shards import ReadStats, ShardIntegrityError, ShardSet, open_shard_set
 
 _DATA_TYPES = ("event", "frame", "structured")
 _SPLIT_BY = ("number", "time")
@@ -101,7 +102,7 @@ def padded_length(n: int, world_size: int, even: str | None = "pad") -> int:
     """
     _check_even(even)
     if world_size < 1:
-        raise ValueError(f"world_size must be at least 1, got {world_size}")
+        raise ConfigurationError(f"world_size must be at least 1, got {world_size}")
     if even == "pad":
         return -(-n // world_size) * world_size
     if even == "drop":
@@ -128,7 +129,7 @@ def rank_range(n: int, rank: int, world_size: int, even: str | None = "pad") -> 
         Positions in the global sequence; positions ``>= n`` (padding) stand for ``position % n``.
     """
     if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} not in [0, {world_size})")
+        raise ConfigurationError(f"rank {rank} not in [0, {world_size})")
     total = padded_length(n, world_size, even)
     return total * rank // world_size, total * (rank + 1) // world_size
 
@@ -175,9 +176,9 @@ def plan(
         padded piece may name samples that other runs (or other consumers) name too.
     """
     if world_size < 1 or consumers < 1 or consumers % world_size:
-        raise ValueError(f"consumers ({consumers}) must be a positive multiple of world_size ({world_size})")
+        raise ConfigurationError(f"consumers ({consumers}) must be a positive multiple of world_size ({world_size})")
     if not 0 <= consumer < consumers:
-        raise ValueError(f"consumer {consumer} not in [0, {consumers})")
+        raise ConfigurationError(f"consumer {consumer} not in [0, {consumers})")
     workers = consumers // world_size
     rank, worker = divmod(consumer, workers)
     order = np.arange(len(shard_samples))
@@ -320,9 +321,14 @@ class EventShardDataset(IterableDataset):
         splits the ``N`` samples into pieces whose sizes differ by at most one. See
         :meth:`samples_per_rank`.
     on_error : {"raise", "skip"}
-        ``"skip"``: a shard that still fails after the retries is skipped (its samples are left
-        out of the epoch; a warning names its URL), and so is a sample whose frame does not decode.
-        With ``"skip"``, ranks may therefore yield different numbers of samples.
+        ``"raise"`` (default): a damaged shard set raises an error naming the shard's URL:
+        :class:`~loader.shards.ShardMissingError` (a missing shard),
+        :class:`~loader.shards.ShardIntegrityError` (another size than the index says, another
+        sha256 with ``cache_dir``, or a sample whose frame does not decode: then also the sample's
+        number in the shard and its byte offset), :class:`~loader.shards.StorageError` (reads that
+        kept failing). ``"skip"``: such a shard is skipped (its samples are left out of the epoch; a
+        warning names its URL), and so is a sample whose frame does not decode; both are counted
+        in :meth:`stats`. With ``"skip"``, ranks may therefore yield different numbers of samples.
     cache_dir : str or path, optional
         Local folder in which fetched shard bytes are cached (passed to ``open_shard_set``).
     cache_bytes : int, optional
@@ -372,11 +378,11 @@ class EventShardDataset(IterableDataset):
         _check_arguments(data_type, frames_number, split_by, duration, custom_integrate_function)
         _check_even(even)
         if on_error not in _ON_ERROR:
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+            raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if rank is not None and world_size is not None and not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} not in [0, world_size={world_size})")
+            raise ConfigurationError(f"rank {rank} not in [0, world_size={world_size})")
         if world_size is not None and world_size < 1:
-            raise ValueError(f"world_size must be at least 1, got {world_size}")
+            raise ConfigurationError(f"world_size must be at least 1, got {world_size}")
         self.root = os.fspath(root)
         self._set: ShardSet = open_shard_set(self.root, storage_options, cache_dir=cache_dir, cache_bytes=cache_bytes)
         self._shards = self._set.shards(split)
@@ -509,23 +515,23 @@ class EventShardDataset(IterableDataset):
 
         Raises
         ------
-        ValueError
-            The state belongs to a different split, sample count, seed, shuffle setting or
+        ConfigurationError
+            (A ``ValueError``.) The state belongs to a different split, sample count, seed, shuffle setting or
             ``even`` mode (raised here), or to another rank, world size, worker or number of
             workers (raised when the iteration starts).
         """
         if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"not an EventShardDataset state (version {state.get('version')!r})")
+            raise ConfigurationError(f"not an EventShardDataset state (version {state.get('version')!r})")
         mine = self._new_progress(self.epoch, 0)
         for name in ("split", "samples", "seed", "shuffle", "shuffle_buffer", "even"):
             if name == "shuffle_buffer" and not self.shuffle:
                 continue
             if state.get(name) != mine[name]:
-                raise ValueError(
+                raise ConfigurationError(
                     f"cannot resume: the state has {name}={state.get(name)!r}, this dataset {mine[name]!r}"
                 )
         if int(state["yielded"]) < 0:
-            raise ValueError(f"cannot resume: yielded={state['yielded']}")
+            raise ConfigurationError(f"cannot resume: yielded={state['yielded']}")
         self._pending = dict(state)
 
     def _new_progress(self, epoch: int, yielded: int) -> dict[str, Any]:
@@ -559,7 +565,7 @@ class EventShardDataset(IterableDataset):
         try:
             return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         except ValueError:
-            raise ValueError(
+            raise ConfigurationError(
                 f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} are not integers"
             ) from None
 
@@ -571,7 +577,7 @@ class EventShardDataset(IterableDataset):
             rank = detected[0] if rank is None else rank
             world = detected[1] if world is None else world
         if not 0 <= rank < world:
-            raise ValueError(f"rank {rank} not in [0, world_size={world})")
+            raise ConfigurationError(f"rank {rank} not in [0, world_size={world})")
         return int(rank), int(world)
 
     def _read_stats(self) -> ReadStats:
@@ -619,6 +625,11 @@ class EventShardDataset(IterableDataset):
         -------
         tuple
             ``(x, label)`` or ``(x, label, key)``.
+
+        Raises
+        ------
+        FormatError
+            The frame does not decode (a corrupt zstd frame fails its checksum).
         """
         if self._dctx is None:
             self._dctx = zstandard.ZstdDecompressor()
@@ -628,6 +639,14 @@ class EventShardDataset(IterableDataset):
             label = self.target_transform(label)
         x = self._make_x(events)
         return (x, label, key) if self.return_key else (x, label)
+
+    def _decode_at(self, frame: bytes, shard: dict[str, Any], k: int) -> tuple[Any, ...]:
+        """:meth:`decode` the frame of sample ``k`` of ``shard``; one that does not decode raises
+        :class:`~loader.shards.ShardIntegrityError` naming the shard's URL, the sample and its byte offset."""
+        try:
+            return self.decode(frame)
+        except FormatError as exc:
+            raise self._set.sample_error(shard, k, exc) from exc
 
     def read_item(self, i: int) -> tuple[Any, ...]:
         """Item ``i`` of the split in index order, fetched by one byte-range read (random access).
@@ -650,8 +669,12 @@ class EventShardDataset(IterableDataset):
         ------
         IndexError
             ``i`` is outside the split.
+        loader.shards.ShardIntegrityError
+            The shard is missing or has another size, or the sample's frame does not decode (the
+            message names the shard's URL, the sample and its byte offset).
         """
-        return self.decode(self._set.read_sample(self.split, i, self._read_stats()))
+        shard, k = self._set.locate(self.split, i)
+        return self._decode_at(self._set.read_sample(self.split, i, self._read_stats()), shard, k)
 
     # ------------------------------------------------------------------ iteration
 
@@ -668,7 +691,7 @@ class EventShardDataset(IterableDataset):
         if pending is not None:
             for name in ("rank", "world_size", "worker", "num_workers"):
                 if pending.get(name) != progress[name]:
-                    raise ValueError(
+                    raise ConfigurationError(
                         f"cannot resume: the state was saved with {name}={pending.get(name)!r}, "
                         f"this consumer has {progress[name]!r}"
                     )
@@ -687,7 +710,7 @@ class EventShardDataset(IterableDataset):
         total = sum(b - a for _, a, b in runs)
         skip = progress["yielded"]
         if skip > total:
-            raise ValueError(f"cannot resume: the state has {skip} items passed of {total}")
+            raise ConfigurationError(f"cannot resume: the state has {skip} items passed of {total}")
         order: Iterator[int]
         if self.shuffle:  # the buffer holds compressed samples: its memory does not grow with T, H, W
             rng = np.random.default_rng([self.seed, epoch, consumer])
@@ -742,21 +765,27 @@ class EventShardDataset(IterableDataset):
                     pos += 1
 
     def _decode_or_skip(self, frame: bytes, shard_no: int, sample: int) -> tuple[Any, ...] | None:
-        """:meth:`decode`, or with ``on_error="skip"`` ``None`` (counted, warned) for a broken frame."""
-        if self.on_error == "raise":
-            return self.decode(frame)
+        """Decode sample ``sample`` of shard ``shard_no``; a frame that does not decode raises
+        :class:`~loader.shards.ShardIntegrityError` (naming shard, sample and byte offset), or with
+        ``on_error="skip"`` gives ``None``, counted in :meth:`stats` and reported by a warning."""
+        shard = self._shards[shard_no]
         try:
-            return self.decode(frame)
-        except FormatError as exc:
+            return self._decode_at(frame, shard, sample)
+        except ShardIntegrityError as exc:
+            if self.on_error == "raise":
+                raise
             self._read_stats().skipped_samples += 1
-            url = self._set.shard_url(self._shards[shard_no])
-            warnings.warn(f"eventshard: skipped sample {sample} of {url}: {exc}", stacklevel=2)
+            why = exc.__cause__ if exc.__cause__ is not None else exc
+            url = self._set.shard_url(shard)
+            warnings.warn(
+                f"eventshard: skipped sample {sample} of {url} (byte {exc.offset}): {why}", stacklevel=2
+            )
             return None
 
 
 def _check_even(even: str | None) -> None:
     if even not in _EVEN:
-        raise ValueError(f"even must be 'pad', 'drop' or None, got {even!r}")
+        raise ConfigurationError(f"even must be 'pad', 'drop' or None, got {even!r}")
 
 
 def _check_arguments(
@@ -766,31 +795,31 @@ def _check_arguments(
     duration: int | None,
     custom: Callable[..., Any] | None,
 ) -> None:
-    """Raise ``ValueError`` saying what to pass when the frame arguments do not fit together."""
+    """Raise ``ConfigurationError`` (a ``ValueError``) saying what to pass when the frame arguments do not fit."""
     if data_type not in _DATA_TYPES:
-        raise ValueError(f"data_type must be 'event', 'frame' or 'structured', got {data_type!r}")
+        raise ConfigurationError(f"data_type must be 'event', 'frame' or 'structured', got {data_type!r}")
     if split_by is not None and split_by not in _SPLIT_BY:
-        raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
+        raise ConfigurationError(f"split_by must be 'number' or 'time', got {split_by!r}")
     if split_by is not None and frames_number is None:
-        raise ValueError("split_by needs frames_number: pass frames_number=T (or drop split_by)")
+        raise ConfigurationError("split_by needs frames_number: pass frames_number=T (or drop split_by)")
     if frames_number is not None and duration is not None:
-        raise ValueError("pass either frames_number (with split_by) or duration, not both")
+        raise ConfigurationError("pass either frames_number (with split_by) or duration, not both")
     if custom is not None and (frames_number is not None or duration is not None):
-        raise ValueError("custom_integrate_function replaces frames_number/duration: pass only one of them")
+        raise ConfigurationError("custom_integrate_function replaces frames_number/duration: pass only one of them")
     if data_type in ("event", "structured"):
         if frames_number is not None or duration is not None or custom is not None:
-            raise ValueError("frames_number, duration and custom_integrate_function need data_type='frame'")
+            raise ConfigurationError("frames_number, duration and custom_integrate_function need data_type='frame'")
         return
     if frames_number is not None:
         if split_by is None:
-            raise ValueError("frames_number needs split_by='number' or split_by='time'")
+            raise ConfigurationError("frames_number needs split_by='number' or split_by='time'")
         if int(frames_number) <= 0:
-            raise ValueError(f"frames_number must be positive, got {frames_number}")
+            raise ConfigurationError(f"frames_number must be positive, got {frames_number}")
     elif duration is not None:
         if duration <= 0:
-            raise ValueError(f"duration must be positive (µs), got {duration}")
+            raise ConfigurationError(f"duration must be positive (µs), got {duration}")
     elif custom is None:
-        raise ValueError(
+        raise ConfigurationError(
             "data_type='frame' needs frames_number=T with split_by='number'|'time', duration=D (µs), "
             "or custom_integrate_function"
         )

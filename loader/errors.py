@@ -12,6 +12,12 @@ class                                       raised for
 ``shardgen.datasets.base.DatasetError``     a download is missing, incomplete or malformed
 ``loader.format.FormatError``               a shard, sample frame or index is malformed
 :class:`IntegrityError`                     bytes differ from what the index or md5 promises
+``loader.shards.ShardIntegrityError``       a shard differs from its index entry: size, sha256,
+                                            a sample frame that does not decode (URL, sample,
+                                            byte offset); also a ``FormatError``
+``loader.shards.ShardMissingError``         the index names a shard that is not there (URL);
+                                            also a ``FileNotFoundError``
+``loader.shards.ShardSetNotFoundError``     no ``index.json`` at the URL (``FileNotFoundError``)
 ``loader.shards.StorageError``              storage failed after the retries (URL)
 :class:`ConfigurationError`                 arguments or options that cannot work together
 ==========================================  ================================================

@@ -12,6 +12,12 @@ Every read is retried with exponential backoff on transient errors (connection e
 counted and bounded here. A read that keeps failing raises :class:`StorageError` naming the URL and
 the byte range.
 
+Damage is never retried: a shard the index names but storage does not have raises
+:class:`ShardMissingError`, one of another size :class:`ShardIntegrityError` (naming the first
+sample a truncation cut off), and so does a sample frame that does not decode (its zstd checksum
+fails) once the dataset decodes it, naming the sample's number in the shard and its byte offset.
+:func:`verify` reports each of these as one line (see ``docs/SEMANTICS.md``).
+
 No torch here: ``shardgen info`` / ``shardgen verify`` use this module too.
 """
 
@@ -34,7 +40,7 @@ import fsspec
 import zstandard
 
 from loader.cache import HashingWriter, ShardCache
-from loader.errors import EventshardError
+from loader.errors import ConfigurationError, EventshardError, IntegrityError
 from loader.format import INDEX_NAME, FormatError, decode_sample, loads_index
 
 READ_BLOCK = 8 * 1024 * 1024
@@ -46,6 +52,38 @@ T = TypeVar("T")
 
 class StorageError(EventshardError, OSError):
     """A read that kept failing on transient errors; the message names the URL and the byte range."""
+
+
+class ShardIntegrityError(IntegrityError, FormatError):
+    """A shard is not what the index promises: missing, another size or sha256, a sample that does not decode.
+
+    The message starts with the shard's URL, then, where one sample is concerned, its number in the
+    shard and its byte offset. Also a :class:`~loader.format.FormatError` (what these cases raised
+    before), so handlers written against either class keep working.
+
+    Attributes
+    ----------
+    url : str or None
+        The shard's URL.
+    sample : int or None
+        The sample's number in the shard (the first one cut off, for a truncated shard).
+    offset : int or None
+        The byte offset in the shard where the problem starts.
+    """
+
+    def __init__(self, message: str, url: str | None = None, sample: int | None = None, offset: int | None = None):
+        super().__init__(message)
+        self.url = url
+        self.sample = sample
+        self.offset = offset
+
+
+class ShardMissingError(ShardIntegrityError, FileNotFoundError):
+    """The index names a shard that is not there (also a ``FileNotFoundError``; never retried)."""
+
+
+class ShardSetNotFoundError(EventshardError, FileNotFoundError):
+    """No ``index.json`` at the URL: not a shard set, or its conversion did not finish."""
 
 
 class _ShortRead(OSError):
@@ -269,11 +307,11 @@ class ShardSet:
         return state
 
     def shards(self, split: str) -> list[dict[str, Any]]:
-        """The shard entries of ``split`` (``ValueError`` naming the available splits otherwise)."""
+        """The shard entries of ``split`` (else ``ConfigurationError``, a ``ValueError``, naming the splits there)."""
         try:
             return self.index["splits"][split]["shards"]
         except KeyError:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{self.url}: no split {split!r}; available: {', '.join(sorted(self.index['splits']))}"
             ) from None
 
@@ -352,8 +390,29 @@ class ShardSet:
 
         return call_with_retries(fn, what, retries=self.retries, backoff=self.backoff, on_retry=count)
 
-    def _missing(self, shard: dict[str, Any]) -> FileNotFoundError:
-        return FileNotFoundError(f"{self.shard_url(shard)}: missing (the index names it)")
+    def _missing(self, shard: dict[str, Any]) -> ShardMissingError:
+        url = self.shard_url(shard)
+        return ShardMissingError(f"{url}: missing (the index names it)", url)
+
+    def size_error(self, shard: dict[str, Any], size: int) -> ShardIntegrityError:
+        """The error for a shard of ``size`` bytes where the index says otherwise (names the first sample cut off)."""
+        url, want, offsets = self.shard_url(shard), int(shard["bytes"]), shard["offsets"]
+        if size > want:
+            return ShardIntegrityError(
+                f"{url}: {size} bytes, the index says {want} ({size - want} bytes too many)", url, offset=want
+            )
+        k = bisect.bisect_right(offsets, size) - 1  # the first sample whose frame does not end by byte `size`
+        n = len(offsets) - 1
+        if k < n:
+            detail = f"truncated: samples {k}..{n - 1} from byte {offsets[k]} on are cut off"
+        else:
+            detail, k = "truncated: the end-of-archive frame is cut off", None
+        return ShardIntegrityError(f"{url}: {size} bytes, the index says {want} ({detail})", url, k, size)
+
+    def sample_error(self, shard: dict[str, Any], k: int, exc: BaseException) -> ShardIntegrityError:
+        """The error for sample ``k`` of ``shard`` whose frame did not decode (``exc`` says why)."""
+        url, offset = self.shard_url(shard), int(shard["offsets"][k])
+        return ShardIntegrityError(f"{url}: sample {k} at byte {offset}: {exc}", url, k, offset)
 
     def remote_size(self, shard: dict[str, Any], stats: ReadStats | None = None) -> int | None:
         """The shard's size on its storage (``None`` where the server does not say)."""
@@ -370,7 +429,7 @@ class ShardSet:
             return
         size = self.remote_size(shard, stats)
         if size is not None and size != shard["bytes"]:
-            raise FormatError(f"{self.shard_url(shard)}: {size} bytes, the index says {shard['bytes']}")
+            raise self.size_error(shard, size)
         self._sizes_ok.add(shard["file"])
 
     def read_bytes(self, shard: dict[str, Any], lo: int, hi: int, stats: ReadStats | None = None) -> bytes:
@@ -424,7 +483,7 @@ class ShardSet:
                 writer.write(self.read_bytes(shard, lo, min(lo + READ_BLOCK, size), stats))
 
         key = self.fs.unstrip_protocol(self.path(shard))
-        fh, hit = self.cache.open(key, shard["bytes"], shard["sha256"], fill)
+        fh, hit = self.cache.open(key, shard["bytes"], shard["sha256"], fill, name=self.shard_url(shard))
         if hit:
             stats.cache_hits += 1
         else:
@@ -456,7 +515,7 @@ class ShardSet:
             Where retries, skips and bytes are counted (default :attr:`stats`).
         """
         if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+            raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         stats = self.stats if stats is None else stats
         offsets = shard["offsets"]
         blocks = _blocks(offsets, start, stop)
@@ -471,7 +530,8 @@ class ShardSet:
                             fh = self._open_cached(shard, stats)
                         block = os.pread(fh.fileno(), hi - lo, lo)
                         if len(block) != hi - lo:  # the file was checked when opened: not expected
-                            raise FormatError(f"{self.shard_url(shard)}: cached copy too short at byte {lo}")
+                            url = self.shard_url(shard)
+                            raise ShardIntegrityError(f"{url}: cached copy too short at byte {lo}", url, i, lo)
                     else:
                         if pending is None:
                             block = self.read_range(shard, i, j, stats)
@@ -482,9 +542,11 @@ class ShardSet:
                 except (OSError, FormatError) as exc:
                     if on_error == "raise":
                         raise
-                    stats.skipped_shards.append(self.shard_url(shard))
+                    url = self.shard_url(shard)
+                    stats.skipped_shards.append(url)
                     stats.skipped_samples += stop - i
-                    warnings.warn(f"eventshard: skipped {self.shard_url(shard)}: {exc}", stacklevel=2)
+                    why = str(exc).removeprefix(f"{url}: ")  # most messages start with the URL already
+                    warnings.warn(f"eventshard: skipped {url}: {why}", stacklevel=2)
                     return
                 view = memoryview(block)
                 for k in range(i, j):
@@ -555,17 +617,17 @@ def open_shard_set(
 
     Raises
     ------
-    FileNotFoundError
-        No ``index.json`` there.
+    ShardSetNotFoundError
+        No ``index.json`` there (a ``FileNotFoundError``).
     FormatError
-        The index is not a valid eventshard index.
+        The index is not a valid eventshard index (another format or version, …); names the index.
     StorageError
         The index could not be read after ``retries`` repeats.
     """
     if retries < 0 or backoff < 0:
-        raise ValueError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
+        raise ConfigurationError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
     if cache_bytes is not None and cache_dir is None:
-        raise ValueError("cache_bytes needs cache_dir")
+        raise ConfigurationError("cache_bytes needs cache_dir")
     url = _strip_index(os.fspath(url))
     opts = _storage_options(url, storage_options)
     fs, base = fsspec.core.url_to_fs(url, **copy.deepcopy(opts))
@@ -581,11 +643,13 @@ def open_shard_set(
             lambda: fs.cat_file(f"{base}/{INDEX_NAME}"), index_url, retries=retries, backoff=backoff, on_retry=count
         )
     except FileNotFoundError:
-        raise FileNotFoundError(f"{url}: no {INDEX_NAME} (not a shard set, or its conversion did not finish)") from None
+        raise ShardSetNotFoundError(
+            f"{url}: no {INDEX_NAME} (not a shard set, or its conversion did not finish)"
+        ) from None
     try:
         index = loads_index(data)
     except FormatError as exc:
-        raise FormatError(f"{index_url}: {exc}") from None
+        raise FormatError(f"{index_url}: {str(exc).removeprefix(INDEX_NAME + ': ')}") from None
     cache = ShardCache(cache_dir, cache_bytes) if cache_dir is not None else None
     return ShardSet(
         url,
@@ -606,40 +670,65 @@ def verify(
 ) -> dict[str, Any]:
     """Check every shard's size and sha256 and (with ``decode``) decode every sample.
 
-    Returns a report ``{"ok": bool, "problems": [...], "samples": n, "events": n}``; each problem
-    names the shard's URL and, for a sample, its index and byte offset.
+    Each shard is checked once, also when views list it in several splits. Every problem is one
+    line that starts with the shard's URL:
+
+    - ``<url>: missing (the index names it)``
+    - ``<url>: N bytes, the index says M (truncated: samples k..n-1 from byte o on are cut off)``, or
+      ``(... the end-of-archive frame is cut off)``, or ``(D bytes too many)``
+    - ``<url>: sha256 <first 16 hex>… differs from the index's <first 16 hex>…``
+    - ``<url>: sample k at byte o: <why it does not decode>`` (samples a truncation cut off are not
+      decoded: the size line names them)
+    - ``<url>: N events decoded, the index says M`` (when every sample decoded)
+    - a read that kept failing (:class:`StorageError`, naming the URL and byte range)
+
+    The index is checked when the set is opened: a missing index raises :class:`ShardSetNotFoundError`,
+    an invalid one (another format or version, …) :class:`~loader.format.FormatError` naming it.
+
+    Returns
+    -------
+    dict
+        ``{"ok": bool, "problems": [str, ...], "samples": n, "events": n}`` (samples and events
+        that decoded).
     """
     ss = open_shard_set(url, storage_options)
     problems: list[str] = []
     samples = events = 0
     dctx = zstandard.ZstdDecompressor()
+    seen: set[str] = set()
     for info in ss.index["splits"].values():
         for shard in info["shards"]:
+            if shard["file"] in seen:
+                continue
+            seen.add(shard["file"])
             name = ss.shard_url(shard)
             try:
                 data = ss.read_shard(shard)
-            except FileNotFoundError:
-                problems.append(f"{name}: missing")
-                continue
-            except OSError as exc:
+            except OSError as exc:  # ShardMissingError, StorageError, permissions
                 problems.append(str(exc))
                 continue
             if len(data) != shard["bytes"]:
-                problems.append(f"{name}: {len(data)} bytes, index says {shard['bytes']}")
-            if hashlib.sha256(data).hexdigest() != shard["sha256"]:
-                problems.append(f"{name}: sha256 differs from the index")
+                problems.append(str(ss.size_error(shard, len(data))))
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != shard["sha256"]:
+                problems.append(f"{name}: sha256 {digest[:16]}… differs from the index's {shard['sha256'][:16]}…")
             if not decode:
                 continue
-            n_events = 0
+            n_events, complete = 0, True
             offs = shard["offsets"]
             for k in range(shard["samples"]):
+                if offs[k + 1] > len(data):  # cut off: the size line says so
+                    complete = False
+                    break
                 try:
                     _key, ev, _meta = decode_sample(data[offs[k] : offs[k + 1]], dctx)
-                    n_events += ev["t"].size
-                    samples += 1
                 except FormatError as exc:
-                    problems.append(f"{name}: sample {k} at byte {offs[k]}: {exc}")
+                    problems.append(str(ss.sample_error(shard, k, exc)))
+                    complete = False
+                    continue
+                n_events += ev["t"].size
+                samples += 1
             events += n_events
-            if n_events != shard["events"]:
-                problems.append(f"{name}: {n_events} events decoded, index says {shard['events']}")
+            if complete and n_events != shard["events"]:
+                problems.append(f"{name}: {n_events} events decoded, the index says {shard['events']}")
     return {"ok": not problems, "problems": problems, "samples": samples, "events": events}

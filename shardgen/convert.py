@@ -9,11 +9,12 @@ dataset's order, so the output does not depend on which worker finished first.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -54,6 +55,30 @@ class RecordingResult:
 
 
 _CCTX: dict[int, Any] = {}
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(parent: int, close_fds: tuple[int, ...]) -> None:
+    """Start-up of a conversion worker: die with the main process, drop its output lock, keep freed memory.
+
+    A worker whose main process was killed (``kill -9``, the OOM killer) would otherwise wait forever
+    for work, holding memory and the output's lock, and might still write a part file into a folder
+    that the next run has already cleaned. On Linux the kernel sends it SIGKILL when the main process
+    dies (``PR_SET_PDEATHSIG``); elsewhere nothing is arranged.
+    """
+    for fd in close_fds:  # a forked copy of the output lock: only the main process holds it
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:  # the main process died before prctl took effect
+            os._exit(1)
+    keep_freed_memory()
 
 
 def process_recording(
@@ -188,12 +213,13 @@ def _convert(
         out = jobs.job_url(out, num_jobs, job_index)
     results: dict[str, RecordingResult] = {}
     with ShardSetOutput(out) as output:
-        parts = Path(tempfile.mkdtemp(prefix=".parts-", dir=output.folder))
+        parts = output.scratch_dir()
         forking = sys.platform.startswith("linux")
         ctx = multiprocessing.get_context("fork" if forking else "spawn")
         # Shared slots must exist before the workers fork: recordings then reach them without a pipe.
         slots = SlotPool(workers + 1, SLOT_BYTES) if forking else None
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=keep_freed_memory)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(os.getpid(), output.inherited_fds() if forking else ()))
         bar = Progress("recordings", None, unit="rec", enabled=progress)
         try:
             inflight: dict[Future[RecordingResult], object] = {}

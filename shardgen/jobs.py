@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from loader.errors import EventshardError
+from loader.errors import ConfigurationError, EventshardError
 from loader.format import INDEX_NAME, FormatError, dumps_index, loads_index
 from loader.shards import open_shard_set
 
@@ -38,7 +38,9 @@ def job_of(name: str, num_jobs: int) -> int:
 def wanted(num_jobs: int, job_index: int) -> Callable[[str], bool]:
     """Predicate selecting job ``job_index``'s recordings (all of them when ``num_jobs == 1``)."""
     if num_jobs < 1 or not 0 <= job_index < num_jobs:
-        raise ValueError(f"--job-index must lie in [0, --num-jobs) and --num-jobs >= 1, got {job_index} of {num_jobs}")
+        raise ConfigurationError(
+            f"--job-index must lie in [0, --num-jobs) and --num-jobs >= 1, got {job_index} of {num_jobs}"
+        )
     if num_jobs == 1:
         return lambda name: True
     return lambda name: job_of(name, num_jobs) == job_index
@@ -47,7 +49,7 @@ def wanted(num_jobs: int, job_index: int) -> Callable[[str], bool]:
 def job_dir(num_jobs: int, job_index: int) -> str:
     """Name of the sub-folder job ``job_index`` of ``num_jobs`` writes to."""
     if num_jobs > 9999:
-        raise ValueError("at most 9999 jobs")
+        raise ConfigurationError("at most 9999 jobs")
     return f"job-{job_index:04d}-of-{num_jobs:04d}"
 
 
