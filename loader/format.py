@@ -38,8 +38,11 @@ DEFAULT_ZSTD_LEVEL = 3
 MAX_SAMPLE_BYTES = 1 << 31
 MAX_EVENTS = 1 << 31
 _COLUMN_DTYPES = {"u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8"}
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}$")
-_SHARD_RE = re.compile(r"^(job-[0-9]{4}-of-[0-9]{4}/)?[a-z0-9_\-]+-[0-9]{6}\.tar\.zst$")
+_KEY_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}")  # used with fullmatch
+# A shard file is a plain relative name in the index's folder (or one job sub-folder): no scheme, host, '..',
+# absolute path, backslash or percent-escape can pass, so an index cannot send the loader elsewhere.
+_SHARD_RE = re.compile(r"(job-[0-9]{4}-of-[0-9]{4}/)?[a-z0-9_\-]+-[0-9]{6}\.tar\.zst")  # used with fullmatch
+_MAX_SENSOR = 1 << 16
 
 
 class FormatError(EventshardError, ValueError):
@@ -76,12 +79,17 @@ def _planes(values: np.ndarray, code: str) -> bytes:
     return arr.view(np.uint8).reshape(-1, arr.itemsize).T.tobytes()
 
 
-def _unplanes(buf: bytes, code: str, n: int, what: str) -> np.ndarray:
-    """Inverse of :func:`_planes`, as a new writable array (planes combined by shifts, no transposes)."""
+def _itemsize(code: Any, what: str) -> int:
+    """Bytes per value of a column type code from a payload (:class:`FormatError` for an unknown one)."""
     if not isinstance(code, str) or code not in _COLUMN_DTYPES:
         raise FormatError(f"column {what!r}: unknown dtype {code!r}")
+    return int(code[1])
+
+
+def _unplanes(buf: bytes, code: str, n: int, what: str) -> np.ndarray:
+    """Inverse of :func:`_planes`, as a new writable array (planes combined by shifts, no transposes)."""
+    k = _itemsize(code, what)
     dtype = np.dtype("<" + code)
-    k = dtype.itemsize
     if len(buf) != n * k:
         raise FormatError(f"column {what!r}: {len(buf)} bytes for {n} values of {code}")
     raw = np.frombuffer(buf, dtype=np.uint8)
@@ -174,20 +182,25 @@ def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS) -> dict[
     """
     m = _unpack_map(buf, "events")
     try:
-        n, t0, dt_code, xy_code = int(m["n"]), int(m["t0"]), m["dt_dtype"], m["xy_dtype"]
+        n, t0, dt_code, xy_code = m["n"], m["t0"], m["dt_dtype"], m["xy_dtype"]
         dt_b, x_b, y_b, p_b = m["dt"], m["x"], m["y"], m["p"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"events: missing or bad field ({exc})") from None
-    if not 0 <= n <= MAX_EVENTS:
-        raise FormatError(f"events: bad event count {n}")
-    if not -(2**63) <= t0 < 2**63:
-        raise FormatError(f"events: t0 {t0} outside int64")
+    except KeyError as exc:
+        raise FormatError(f"events: missing field {exc}") from None
+    if not _is_int(n) or not 0 <= n <= MAX_EVENTS:
+        raise FormatError(f"events: bad event count {n!r}")
+    if not _is_int(t0) or not -(2**63) <= t0 < 2**63:
+        raise FormatError(f"events: t0 {t0!r} is not an int64")
     if not all(isinstance(b, bytes) for b in (dt_b, x_b, y_b, p_b)):
         raise FormatError("events: columns must be msgpack bin")
     if len(p_b) != (n + 7) // 8:
         raise FormatError(f"events: column 'p' has {len(p_b)} bytes for {n} events")
     if n == 0 and dt_b:
         raise FormatError("events: 'dt' not empty for an empty sample")
+    # Every column must hold exactly what the count says before anything is allocated: the count comes from
+    # the file, and only the byte lengths of what msgpack actually read are bounded by the sample's size.
+    for what, col, code, count in (("x", x_b, xy_code, n), ("y", y_b, xy_code, n), ("dt", dt_b, dt_code, n - 1)):
+        if count > 0 and len(col) != count * _itemsize(code, what):
+            raise FormatError(f"column {what!r}: {len(col)} bytes for {count} values of {code}")
     out: dict[str, np.ndarray] = {}
     for col in columns:
         if col == "x":
@@ -261,7 +274,7 @@ def _tar_member(name: str, data: bytes) -> bytes:
 
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe sample key (relative, no ``..``), else raise :class:`FormatError`."""
-    if not isinstance(key, str) or not _KEY_RE.match(key) or ".." in key.split("/") or "//" in key:
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key) or ".." in key.split("/") or "//" in key:
         raise FormatError(f"bad sample key {key!r}")
     return key
 
@@ -304,15 +317,45 @@ def new_compressor(level: int = DEFAULT_ZSTD_LEVEL) -> zstandard.ZstdCompressor:
 
 
 def decompress_frame(frame: bytes, dctx: zstandard.ZstdDecompressor) -> bytes:
-    """Decompress one sample frame, refusing frames that claim more than :data:`MAX_SAMPLE_BYTES`."""
+    """Decompress one sample frame, refusing frames that claim more than :data:`MAX_SAMPLE_BYTES`.
+
+    The size in the frame header is never trusted for an allocation it does not pay for: a frame that
+    claims to inflate more than :data:`_DIRECT_RATIO` times its own length (real samples compress by
+    2–4×) is decompressed in 1 MiB steps, so a few bytes claiming gigabytes cost what they really hold.
+    """
     try:
         params = zstandard.get_frame_parameters(frame)
-        size = params.content_size
-        if size <= 0 or size > MAX_SAMPLE_BYTES:
-            raise FormatError(f"zstd frame declares {size} bytes")
-        return dctx.decompress(frame, max_output_size=size)
     except zstandard.ZstdError as exc:
         raise FormatError(f"corrupt zstd frame ({exc})") from None
+    size = params.content_size
+    if size <= 0 or size > MAX_SAMPLE_BYTES:
+        raise FormatError(f"zstd frame declares {size} bytes")
+    try:
+        if size <= max(_DIRECT_BYTES, _DIRECT_RATIO * len(frame)):
+            return dctx.decompress(frame, max_output_size=size)  # the fast path: allocates ``size`` at once
+        return _decompress_in_steps(frame, dctx, size)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"corrupt zstd frame ({exc})") from None
+
+
+_DIRECT_BYTES = 1 << 20
+_DIRECT_RATIO = 64
+
+
+def _decompress_in_steps(frame: bytes, dctx: zstandard.ZstdDecompressor, size: int) -> bytes:
+    """Decompress a frame whose header claims ``size`` bytes, holding only what it really yields."""
+    parts: list[bytes] = []
+    got = 0
+    with dctx.stream_reader(frame, read_across_frames=False) as reader:
+        while got <= size:
+            chunk = reader.read(min(_DIRECT_BYTES, size + 1 - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+    if got != size:
+        raise FormatError(f"zstd frame declares {size} bytes but holds {'more' if got > size else got}")
+    return b"".join(parts)
 
 
 def encode_sample(
@@ -359,6 +402,13 @@ def validate_index(index: Any) -> dict[str, Any]:
     for field in ("dataset", "sensor_size", "classes", "splits"):
         if field not in index:
             raise FormatError(f"index.json: missing field {field!r}")
+    sensor = index["sensor_size"]
+    if (not isinstance(sensor, (list, tuple)) or len(sensor) != 2
+            or not all(_is_int(v) and 0 < v <= _MAX_SENSOR for v in sensor)):
+        raise FormatError(f"index.json: sensor_size must be [H, W] with 1 <= H, W <= {_MAX_SENSOR}, got {sensor!r}")
+    classes = index["classes"]
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+        raise FormatError("index.json: 'classes' must be a list of names")
     splits = index["splits"]
     if not isinstance(splits, dict):
         raise FormatError("index.json: 'splits' must be an object")
@@ -370,8 +420,11 @@ def validate_index(index: Any) -> dict[str, Any]:
             if not isinstance(shard, dict):
                 raise FormatError(f"index.json: split {split!r} shard {i}: not an object")
             name = shard.get("file", "")
-            if not isinstance(name, str) or not _SHARD_RE.match(name):
-                raise FormatError(f"index.json: split {split!r} shard {i}: bad file name {name!r}")
+            if not isinstance(name, str) or not _SHARD_RE.fullmatch(name):
+                raise FormatError(
+                    f"index.json: split {split!r} shard {i}: bad file name {name!r} (shard files are "
+                    "'<split>-NNNNNN.tar.zst' next to index.json, optionally in one 'job-NNNN-of-NNNN/' folder)"
+                )
             samples, offsets = shard.get("samples"), shard.get("offsets")
             if not _is_int(samples) or samples < 0:
                 raise FormatError(f"index.json: shard {name}: 'samples' must be a non-negative integer")
@@ -400,6 +453,6 @@ def loads_index(data: bytes) -> dict[str, Any]:
     """Parse and validate ``index.json`` bytes."""
     try:
         obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"index.json: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge numbers, deep nesting
+        raise FormatError(f"index.json: not valid JSON ({str(exc)[:200]})") from None
     return validate_index(obj)

@@ -83,35 +83,64 @@ class HashingReader(io.RawIOBase):
 def safe_member_name(name: str, archive: str) -> PurePosixPath:
     """The member path, or :class:`ArchiveError` if it is absolute or climbs out with ``..``."""
     path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or name.startswith(("/", "\\")) or ":" in path.parts[0]:
+    first = path.parts[0] if path.parts else ""  # "" and "." have no parts
+    if path.is_absolute() or ".." in path.parts or name.startswith(("/", "\\")) or ":" in first:
         raise ArchiveError(f"{archive}: member {name!r} points outside the extraction folder")
     return path
 
 
-class _MemberReader:
-    """Reads one tar member's bytes straight from the decompressed stream (``readinto`` without a copy)."""
+_READ_STEP = 1 << 24  # a member read asks the decompressor for at most 16 MiB at a time
 
-    def __init__(self, stream: BinaryIO, offset: int, size: int):
-        self._stream, self._offset, self._left = stream, offset, size
+
+class _MemberReader:
+    """Reads one tar member's bytes straight from the decompressed stream (``readinto`` without a copy).
+
+    A damaged or short stream raises :class:`ArchiveError` naming ``where`` (never a short read).
+    """
+
+    def __init__(self, stream: BinaryIO, offset: int, size: int, where: str = "archive member"):
+        self._stream, self._offset, self._left, self._where = stream, offset, size, where
 
     def _seek(self) -> None:
         if self._stream.tell() != self._offset:
             self._stream.seek(self._offset)
 
+    def _failed(self, exc: BaseException | None) -> ArchiveError:
+        why = f"not a readable tar.gz ({exc})" if exc is not None else "the archive ends inside this member"
+        return ArchiveError(f"{self._where}: {why}")
+
     def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes of the member (all that is left by default)."""
-        self._seek()
         n = self._left if n < 0 else min(n, self._left)
-        data = self._stream.read(n)
+        try:
+            self._seek()
+            if n <= _READ_STEP:
+                data = self._stream.read(n)
+            else:  # the size comes from the tar header: hold only what the stream really yields
+                parts: list[bytes] = []
+                got = 0
+                while got < n and (part := self._stream.read(min(_READ_STEP, n - got))):
+                    parts.append(part)
+                    got += len(part)
+                data = b"".join(parts)
+        except (OSError, EOFError, isal_zlib.error) as exc:  # BadGzipFile is an OSError
+            raise self._failed(exc) from None
+        if len(data) < n:
+            raise self._failed(None)
         self._offset += len(data)
         self._left -= len(data)
         return data
 
     def readinto(self, buf: memoryview) -> int:
         """Fill ``buf`` with the member's next bytes; returns how many were read."""
-        self._seek()
         view = memoryview(buf)[: self._left]
-        n = self._stream.readinto(view) if len(view) else 0
+        try:
+            self._seek()
+            n = self._stream.readinto(view) if len(view) else 0
+        except (OSError, EOFError, isal_zlib.error) as exc:
+            raise self._failed(exc) from None
+        if len(view) and not n:
+            raise self._failed(None)
         self._offset += n
         self._left -= n
         return n
@@ -140,8 +169,9 @@ class TarGzStream:
                         member = safe_member_name(info.name, self.path.name)
                         if not info.isreg() or info.sparse is not None:
                             continue
-                        yield member, info.size, _MemberReader(gz, info.offset_data, info.size)
-            except (tarfile.TarError, OSError, EOFError) as exc:  # BadGzipFile is an OSError
+                        where = f"{self.path}: member {info.name!r}"
+                        yield member, info.size, _MemberReader(gz, info.offset_data, info.size, where)
+            except (tarfile.TarError, OSError, EOFError, isal_zlib.error) as exc:  # BadGzipFile is an OSError
                 raise ArchiveError(f"{self.path}: not a readable tar.gz ({exc})") from None
             if isinstance(reader, HashingReader):
                 self.md5 = reader.finish()
@@ -151,6 +181,7 @@ class TarGzStream:
 
 
 _LOCAL_HEADER = b"PK\x03\x04"
+_DEFLATE_MAX_RATIO = 1032  # deflate cannot inflate more than 1032 bytes per compressed byte
 _OPEN_FDS: dict[tuple[int, str], int] = {}
 
 
@@ -195,6 +226,13 @@ def read_zip_entry(path: str, name: str, entry: tuple[int, int, int, int, int, i
     if len(head) < 30 or head[:4] != _LOCAL_HEADER:
         raise ArchiveError(f"{where}: no local file header (damaged archive)")
     start = offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
+    # Sizes come from the archive: check them against the file and deflate's limit before allocating them
+    # (pread and inflate both allocate the size they are given at once).
+    end = os.fstat(fd).st_size
+    if start + csize > end:
+        raise ArchiveError(f"{where}: archive ends {start + csize - end} bytes early")
+    if size > (csize if method == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO * csize + 1024):
+        raise ArchiveError(f"{where}: claims {size} bytes from {csize} stored bytes (damaged archive)")
     raw = os.pread(fd, csize, start)
     if len(raw) != csize:
         raise ArchiveError(f"{where}: archive ends {csize - len(raw)} bytes early")

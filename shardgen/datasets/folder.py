@@ -190,6 +190,8 @@ def _window_option(window_us: Any, stride_us: Any) -> tuple[int, int] | None:
 def _int_cell(text: str, column: str, name: str, row: int) -> int:
     if not _INT_RE.match(text):
         raise DatasetError(f"{name}: row {row}: {column} {text!r} is not an integer (µs)")
+    if len(text.lstrip("+-")) > 19 or not -(2**63) <= int(text) < 2**63:  # int() refuses > 4300 digits
+        raise DatasetError(f"{name}: row {row}: {column} {text[:40]!r} does not fit a 64-bit integer (µs)")
     return int(text)
 
 
@@ -268,7 +270,7 @@ def _row(cells: list[str], columns: dict[str, int], name: str, line: int) -> Lab
     parts = PurePosixPath(file).parts
     if not file:
         raise DatasetError(f"{name}: row {line}: empty file name")
-    if file.startswith("/") or ".." in parts or ":" in parts[0]:
+    if not parts or file.startswith("/") or ".." in parts or ":" in parts[0]:  # "." has no parts
         raise DatasetError(f"{name}: row {line}: file {file!r} must be a path relative to RAW (no '..')")
     label = cells[columns["label"]]
     if not label:

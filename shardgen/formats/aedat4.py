@@ -124,7 +124,10 @@ def _flatbuffer_ioheader(h: bytes, name: str, base: int) -> tuple[int, int, str]
         need(pos, 4, "description length")
         length = struct.unpack_from("<I", h, pos)[0]
         need(pos + 4, length, "description")
-        description = h[pos + 4 : pos + 4 + length].decode("utf-8", errors="replace")
+        try:  # checked here: aedat's Rust decoder aborts the whole process on a description that is not UTF-8
+            description = h[pos + 4 : pos + 4 + length].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(name, base + pos + 4 + exc.start, "IOHeader description is not UTF-8 text") from None
     return compression, data_table, description
 
 
@@ -148,8 +151,9 @@ def walk_aedat4(path: str | os.PathLike, name: str | None = None, allow_truncate
     Raises
     ------
     FormatError
-        Wrong magic (byte 0), an IOHeader that does not fit the file or is not a valid FlatBuffer, a packet
-        with a negative size or (without ``allow_truncated``) one that runs past the end of the file.
+        Wrong magic (byte 0), an IOHeader that does not fit the file, is not a valid FlatBuffer or has a
+        description that is not UTF-8, a packet with a negative size or (without ``allow_truncated``) one
+        that runs past the end of the file.
     """
     name = str(path) if name is None else name
     with open(path, "rb") as f:
@@ -200,7 +204,9 @@ def _iter_packets(path: str | os.PathLike, name: str, layout: Aedat4Layout) -> I
     aedat = _aedat()
     try:
         decoder = aedat.Decoder(str(path))
-    except Exception as exc:  # the Rust extension raises RuntimeError/OSError with a plain message
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # RuntimeError/OSError from aedat, or pyo3's PanicException (a BaseException)
         raise FormatError(name, 0, f"aedat could not open the file: {exc}") from exc
     count = len(layout.packet_offsets)
     k = 0
@@ -223,7 +229,9 @@ def _streams(path: str | os.PathLike, name: str, stream_id: int | None) -> tuple
     aedat = _aedat()
     try:
         streams = aedat.Decoder(str(path)).id_to_stream()
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # also pyo3's PanicException, e.g. from its XML parser on a damaged description
         raise FormatError(name, 0, f"aedat could not read the stream description: {exc}") from exc
     events = sorted(i for i, s in streams.items() if s.get("type") == "events")
     if stream_id is None:

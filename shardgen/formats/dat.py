@@ -77,8 +77,8 @@ class DatHeader:
 def _dimension(text: str | None) -> int | None:
     if text is None:
         return None
-    text = text.strip()
-    return int(text) if text.isdigit() and 0 < int(text) < 1 << 16 else None
+    text = text.strip()  # ASCII digits, few of them: isdigit() says yes to '²' and int() refuses 5000 digits
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 and 0 < int(text) < 1 << 16 else None
 
 
 def scan_dat_header(head: bytes, name: str, at_eof: bool) -> DatHeader | None:

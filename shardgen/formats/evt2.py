@@ -98,8 +98,8 @@ _EVT_VERSIONS = {"2.0": "evt2", "2": "evt2", "3.0": "evt3", "3": "evt3", "2.1": 
 
 
 def _positive_int(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if text.isdigit() and 0 < int(text) < 1 << 16 else None
+    text = text.strip()  # ASCII digits, few of them: isdigit() says yes to '²' and int() refuses 5000 digits
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 and 0 < int(text) < 1 << 16 else None
 
 
 def interpret_fields(fields: dict[str, str]) -> tuple[str | None, int | None, int | None]:
