@@ -71,6 +71,12 @@ def coord_dtype(extent: int) -> str:
     return _smallest(0, max(int(extent) - 1, 0))
 
 
+def _nonzero(p: Any) -> np.ndarray:
+    """Polarity as what ``packbits`` packs: integer and bool columns as they are (non-zero packs as 1)."""
+    arr = np.asarray(p)
+    return arr if arr.dtype.kind in "uib" else arr != 0
+
+
 def _planes(values: np.ndarray, code: str) -> bytes:
     """Column as byte planes: all lowest bytes first, then the next byte of every value, …."""
     arr = np.ascontiguousarray(values, dtype="<" + code)
@@ -152,7 +158,7 @@ def encode_events(
         "xy_dtype": xy_code,
         "x": _planes(xa, xy_code),
         "y": _planes(ya, xy_code),
-        "p": np.packbits(np.asarray(p) != 0, bitorder="little").tobytes(),
+        "p": np.packbits(_nonzero(p), bitorder="little").tobytes(),
     }
     return msgpack.packb(payload, use_bin_type=True)
 

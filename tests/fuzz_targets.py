@@ -175,7 +175,15 @@ fuzz_evt2 = _raw_target("evt2", ".raw", read_evt2)
 fuzz_evt3 = _raw_target("evt3", ".raw", read_evt3, ({"time_rule": "openeb"}, {"time_rule": "expelliarmus"}))
 fuzz_dat = _raw_target("dat", ".dat", read_dat, ({"time_rule": "wrap"}, {"time_rule": "expelliarmus"}))
 fuzz_es = _raw_target("es", ".es", read_es)
-fuzz_atis_bin = _raw_target("atis_bin", ".bin", read_atis_bin, ({"overflow": "authors"}, {"overflow": "ignore"}))
+def _read_atis_as_dispatched(data: bytes, name: str, **kw: object) -> object:
+    """``read_atis_bin`` with ``read_events``'s uint16 coordinates (the module itself keeps uint8)."""
+    from shardgen.formats import _uint16
+
+    return _uint16(read_atis_bin(data, name, **kw))
+
+
+fuzz_atis_bin = _raw_target("atis_bin", ".bin", _read_atis_as_dispatched,
+                            ({"overflow": "authors"}, {"overflow": "ignore"}))
 
 
 def fuzz_mat(data: bytes) -> None:

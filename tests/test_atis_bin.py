@@ -80,7 +80,7 @@ def test_round_trip_both_modes(recs):
     exp = expected_authors(x, y, p, t)
     np.testing.assert_array_equal(np.stack([auth.t, auth.x, auth.y, auth.p], axis=1).astype(np.int64), exp)
     assert auth.skipped == {"overflow_markers": int(np.count_nonzero(y == 240))}
-    assert auth.t.dtype == np.int64 and auth.x.dtype == np.uint16 and auth.y.dtype == np.uint16
+    assert auth.t.dtype == np.int64 and auth.x.dtype == np.uint8 and auth.y.dtype == np.uint8
     assert auth.p.dtype == np.uint8 and auth.width is None and auth.height is None
 
 

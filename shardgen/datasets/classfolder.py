@@ -285,6 +285,11 @@ def _natural_number(stem: str) -> tuple[int, str]:
     return (int(nums[-1]) if nums else -1, stem)
 
 
+def _parts(name: str) -> tuple[str, ...]:
+    """``PurePosixPath(name).parts`` for a relative member name, by plain string splitting (listing hot path)."""
+    return tuple(p for p in name.split("/") if p and p != ".")
+
+
 def _is_link(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
@@ -384,7 +389,7 @@ class ClassFolderSource:
 
     def _safe(self, archive: str, info: zipfile.ZipInfo) -> bool:
         name = info.filename
-        parts = PurePosixPath(name).parts
+        parts = _parts(name)
         if name.startswith(("/", "\\")) or "\\" in name or ".." in parts or (parts and ":" in parts[0]):
             self.skipped.append(f"{archive}: member {name!r}: points outside the archive's folder (not read)")
             return False
@@ -400,8 +405,8 @@ class ClassFolderSource:
         for info in infos:
             if info.is_dir() or not self._safe(label, info):
                 continue
-            parts = PurePosixPath(info.filename).parts
-            if not parts[-1].lower().endswith(ext) or parts[-1].startswith("._") or "__MACOSX" in parts:
+            parts = _parts(info.filename)
+            if not parts or not parts[-1].lower().endswith(ext) or parts[-1].startswith("._") or "__MACOSX" in parts:
                 continue
             if len(parts) < 2:
                 self.skipped.append(f"{label}: member {info.filename!r}: not inside a class folder")

@@ -256,7 +256,14 @@ def read_events(path: str | os.PathLike, format: str | None = None, **kw: Any) -
         return read_es(data, name, **kw)
     from .atis_bin import read_atis_bin
 
-    return read_atis_bin(data, name, **kw)
+    return _uint16(read_atis_bin(data, name, **kw))
+
+
+def _uint16(ev: Events) -> Events:
+    """Coordinates as ``uint16`` like every other reader (the ATIS reader keeps its 8-bit fields as ``uint8``)."""
+    ev.x = ev.x.astype(np.uint16)
+    ev.y = ev.y.astype(np.uint16)
+    return ev
 
 
 def _raw_chunks(path: str | os.PathLike, fmt: str, chunk_events: int, kw: dict[str, Any]) -> Iterator[Events]:
@@ -301,7 +308,7 @@ def _raw_chunks(path: str | os.PathLike, fmt: str, chunk_events: int, kw: dict[s
     else:
         from .atis_bin import iter_atis_bin
 
-        yield from iter_atis_bin(path, chunk_events, **kw)
+        yield from map(_uint16, iter_atis_bin(path, chunk_events, **kw))
 
 
 def _slice(ev: Events, a: int, b: int) -> Events:

@@ -57,12 +57,12 @@ def _truncation_error(name: str, size: int) -> FormatError:
 def _decode(records: np.ndarray, overflow: str, carried: int) -> tuple[Events, int]:
     """Decode ``(n, 5)`` uint8 records; ``carried`` overflow markers were seen before them."""
     n = records.shape[0]
-    x = records[:, 0].astype(np.uint16)
+    x = records[:, 0].copy()  # uint8, as stored (the smallest type that holds the field)
     # bytes 1-4 of each record as one big-endian word: y (8 bits), p (1 bit), t (23 bits)
     word = np.ndarray((n,), dtype=">u4", buffer=records, offset=1, strides=(RECORD_SIZE,)) if n else \
         np.zeros(0, np.uint32)
     word = word.astype(np.uint32)
-    y = (word >> 24).astype(np.uint16)
+    y = (word >> 24).astype(np.uint8)
     p = ((word >> 23) & 1).astype(np.uint8)
     t = (word & 0x7FFFFF).astype(np.int64)
     skipped: dict[str, int] = {}
@@ -104,8 +104,8 @@ def read_atis_bin(
     Returns
     -------
     Events
-        ``t`` int64 (µs), ``x``, ``y`` uint16, ``p`` uint8 (1 = ON), file order; width/height ``None``
-        (the format does not store them).
+        ``t`` int64 (µs), ``x``, ``y`` uint8 (the format's 8-bit fields), ``p`` uint8 (1 = ON), file order;
+        width/height ``None`` (the format does not store them).
 
     Raises
     ------
