@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from .chunks import check_chunk_events, iter_record_chunks
 from .events import Events, FormatError
 
 MAGIC = b"#!AER-DAT2.0"
@@ -374,8 +375,7 @@ def iter_aedat2(
     FormatError
         As for :func:`read_aedat2`, before the first chunk.
     """
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     name = str(path)
     with open(path, "rb") as f:
         pos, info = _read_file_header(f, name)
@@ -386,17 +386,8 @@ def iter_aedat2(
             raise _truncation_error(name, pos, body)
         width, height = _geometry(layout, info)
         decoder = _Decoder(layout, keep_external, width, height, info["chip"])
-        f.seek(pos)
-        remaining = body // RECORD_SIZE
-        first = True
-        while remaining or first:
-            n = min(chunk_events, remaining)
-            raw = f.read(n * RECORD_SIZE)
-            if len(raw) != n * RECORD_SIZE:
-                raise FormatError(name, f.tell() - len(raw), "file shrank while it was being read")
-            remaining -= n
+        for _, raw, last in iter_record_chunks(f, name, pos, body, RECORD_SIZE, chunk_events):
             events = decoder.decode(np.frombuffer(raw, dtype=_RECORD_DTYPE))
-            if not remaining:
+            if last:
                 events.truncated_bytes = tail
-            first = False
             yield events

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shardgen.formats.chunks import check_chunk_events
 from shardgen.formats.events import FormatError
 
 END_HEADER = b"#!END-HEADER\r\n"
@@ -72,6 +73,50 @@ def header_end(data: bytes | memoryview, name: str) -> int:
     raise AedatError(f"{name}: byte {pos}: header has no '#!END-HEADER' line")
 
 
+def _truncated_header_error(name: str, pos: int, left: int) -> AedatError:
+    """The error for a packet header cut off by the end of the file (``left`` bytes of it present)."""
+    return AedatError(
+        f"{name}: byte {pos}: truncated packet header ({left} of 28 bytes); "
+        "pass --allow-truncated to keep the events before it"
+    )
+
+
+def _check_packet(
+    name: str, pos: int, size: int, header: tuple[int, ...], allow_truncated: bool
+) -> tuple[int, int, int, int, int]:
+    """Validate the unpacked header of the packet at ``pos`` in a file of ``size`` bytes.
+
+    Returns
+    -------
+    tuple of int
+        ``(etype, ovf, capacity, body, end)``: event type, timestamp overflow, event capacity, and the file
+        offsets of the payload and of the next packet (``end`` may lie past ``size`` only with
+        ``allow_truncated``).
+
+    Raises
+    ------
+    AedatError
+        A negative or zero size field, a polarity packet whose eventSize is not 8, or (without
+        ``allow_truncated``) a payload that runs past the end of the file.
+    """
+    etype, _src, esize, _tsoff, ovf, capacity, _num, _valid = header
+    if esize <= 0 or capacity < 0 or ovf < 0:
+        raise AedatError(
+            f"{name}: byte {pos}: bad packet header "
+            f"(eventSize {esize}, eventCapacity {capacity}, eventTSOverflow {ovf})"
+        )
+    if etype == POLARITY and esize != POLARITY_EVENT_SIZE:
+        raise AedatError(f"{name}: byte {pos}: polarity packet with eventSize {esize}, expected 8")
+    body = pos + PACKET_HEADER.size
+    end = body + capacity * esize
+    if end > size and not allow_truncated:
+        raise AedatError(
+            f"{name}: byte {pos}: packet of {capacity}x{esize} bytes runs {end - size} bytes past "
+            f"the end of the file ({size} bytes); pass --allow-truncated to keep the events before it"
+        )
+    return etype, ovf, capacity, body, end
+
+
 def read_aedat3(data: bytes | memoryview, name: str, allow_truncated: bool = False) -> Aedat3Events:
     """Decode every polarity event of an AEDAT 3.1 file held in memory.
 
@@ -110,29 +155,12 @@ def read_aedat3(data: bytes | memoryview, name: str, allow_truncated: bool = Fal
     while pos < size:
         if size - pos < PACKET_HEADER.size:
             if not allow_truncated:
-                raise AedatError(
-                    f"{name}: byte {pos}: truncated packet header ({size - pos} of 28 bytes); "
-                    "pass --allow-truncated to keep the events before it"
-                )
+                raise _truncated_header_error(name, pos, size - pos)
             truncated += size - pos
             break
-        etype, _src, esize, _tsoff, ovf, capacity, _num, _valid = unpack(view, pos)
-        if esize <= 0 or capacity < 0 or ovf < 0:
-            raise AedatError(
-                f"{name}: byte {pos}: bad packet header "
-                f"(eventSize {esize}, eventCapacity {capacity}, eventTSOverflow {ovf})"
-            )
-        if etype == POLARITY and esize != POLARITY_EVENT_SIZE:
-            raise AedatError(f"{name}: byte {pos}: polarity packet with eventSize {esize}, expected 8")
-        body = pos + PACKET_HEADER.size
-        end = body + capacity * esize
+        etype, ovf, capacity, body, end = _check_packet(name, pos, size, unpack(view, pos), allow_truncated)
         packets += 1
         if end > size:
-            if not allow_truncated:
-                raise AedatError(
-                    f"{name}: byte {pos}: packet of {capacity}x{esize} bytes runs {end - size} bytes past "
-                    f"the end of the file ({size} bytes); pass --allow-truncated to keep the events before it"
-                )
             if etype == POLARITY:
                 whole = (size - body) // POLARITY_EVENT_SIZE
                 if whole:
@@ -240,8 +268,7 @@ def iter_aedat3(
     AedatError
         As for :func:`read_aedat3`, raised when the reader reaches the damaged packet.
     """
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     name = str(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -269,29 +296,12 @@ def iter_aedat3(
             raw = f.read(PACKET_HEADER.size)
             if len(raw) < PACKET_HEADER.size:
                 if not allow_truncated:
-                    raise AedatError(
-                        f"{name}: byte {pos}: truncated packet header ({size - pos} of 28 bytes); "
-                        "pass --allow-truncated to keep the events before it"
-                    )
+                    raise _truncated_header_error(name, pos, size - pos)
                 truncated += size - pos
                 break
-            etype, _src, esize, _tsoff, ovf, capacity, _num, _valid = PACKET_HEADER.unpack(raw)
-            if esize <= 0 or capacity < 0 or ovf < 0:
-                raise AedatError(
-                    f"{name}: byte {pos}: bad packet header "
-                    f"(eventSize {esize}, eventCapacity {capacity}, eventTSOverflow {ovf})"
-                )
-            if etype == POLARITY and esize != POLARITY_EVENT_SIZE:
-                raise AedatError(f"{name}: byte {pos}: polarity packet with eventSize {esize}, expected 8")
-            body = pos + PACKET_HEADER.size
-            end = body + capacity * esize
+            etype, ovf, capacity, body, end = _check_packet(name, pos, size, PACKET_HEADER.unpack(raw), allow_truncated)
             packets += 1
             if end > size:
-                if not allow_truncated:
-                    raise AedatError(
-                        f"{name}: byte {pos}: packet of {capacity}x{esize} bytes runs {end - size} bytes past "
-                        f"the end of the file ({size} bytes); pass --allow-truncated to keep the events before it"
-                    )
                 whole = (size - body) // POLARITY_EVENT_SIZE if etype == POLARITY else 0
                 if whole:
                     payloads.append(f.read(whole * POLARITY_EVENT_SIZE))

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .chunks import check_chunk_events
 from .events import Events, FormatError
 
 MAGIC = b"#!AER-DAT4.0\r\n"
@@ -356,8 +357,7 @@ def iter_aedat4(
     FormatError
         As for :func:`read_aedat4` (the container walk happens before the first chunk).
     """
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     name, layout, stream_id, meta = _prepare(path, str(path), stream_id, allow_truncated)
     skipped = _empty_skipped()
     parts: list[np.ndarray] = []

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .chunks import check_chunk_events, iter_record_chunks
 from .events import Events, FormatError
 
 RECORD_SIZE = 5
@@ -163,28 +164,19 @@ def iter_atis_bin(
         is false.
     """
     _check_overflow(overflow)
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     name = str(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         tail = size % RECORD_SIZE
         if tail and not allow_truncated:
             raise _truncation_error(name, size)
-        remaining = size // RECORD_SIZE
         carried = 0
-        first = True
-        while remaining or first:
-            n = min(chunk_events, remaining)
-            raw = f.read(n * RECORD_SIZE)
-            if len(raw) != n * RECORD_SIZE:
-                raise FormatError(name, f.tell() - len(raw), "file shrank while it was being read")
-            remaining -= n
+        for _, raw, last in iter_record_chunks(f, name, 0, size, RECORD_SIZE, chunk_events):
             records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD_SIZE)
             events, carried = _decode(records, overflow, carried)
-            if not remaining:
+            if last:
                 events.truncated_bytes = tail
-            first = False
             yield events
 
 

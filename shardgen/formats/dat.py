@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .chunks import check_chunk_events, iter_record_chunks, tail_length
 from .events import Events, FormatError
-from .evt2 import truncation_error
 
 RECORD_SIZE = 8
 TIME_RULES = ("wrap", "expelliarmus")
@@ -220,9 +220,7 @@ def read_dat(
         limit *= 4
     _check_header(header, name)
     body = buf.size - header.data_start
-    tail = body % RECORD_SIZE
-    if tail and not allow_truncated:
-        raise truncation_error(name, header.data_start, body, RECORD_SIZE, "8-byte event")
+    tail = tail_length(name, header.data_start, body, RECORD_SIZE, "8-byte event", allow_truncated)
     rec = buf[header.data_start : buf.size - tail].view(_RECORD_DTYPE)
     t, x, y, p = _decode(rec, _State(), time_rule)
     return Events(t, x, y, p, header.width, header.height, None, {}, tail)
@@ -268,26 +266,14 @@ def iter_dat(
         As for :func:`read_dat`, before the first chunk.
     """
     _check_rule(time_rule)
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     name = str(path)
     with open(path, "rb") as f:
         header = _read_file_header(f, name)
         _check_header(header, name)
         body = os.fstat(f.fileno()).st_size - header.data_start
-        tail = body % RECORD_SIZE
-        if tail and not allow_truncated:
-            raise truncation_error(name, header.data_start, body, RECORD_SIZE, "8-byte event")
-        f.seek(header.data_start)
-        remaining = body // RECORD_SIZE
+        tail = tail_length(name, header.data_start, body, RECORD_SIZE, "8-byte event", allow_truncated)
         state = _State()
-        first = True
-        while remaining or first:
-            n = min(chunk_events, remaining)
-            raw = f.read(n * RECORD_SIZE)
-            if len(raw) != n * RECORD_SIZE:
-                raise FormatError(name, f.tell() - len(raw), "file shrank while it was being read")
-            remaining -= n
-            first = False
+        for _, raw, last in iter_record_chunks(f, name, header.data_start, body, RECORD_SIZE, chunk_events):
             t, x, y, p = _decode(np.frombuffer(raw, _RECORD_DTYPE), state, time_rule)
-            yield Events(t, x, y, p, header.width, header.height, None, {}, 0 if remaining else tail)
+            yield Events(t, x, y, p, header.width, header.height, None, {}, tail if last else 0)

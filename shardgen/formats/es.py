@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chunks import check_chunk_events, iter_record_chunks
 from .events import Events, FormatError
 
 MAGIC = b"Event Stream"
@@ -287,29 +288,22 @@ def iter_es(path: str | os.PathLike, chunk_events: int = 1 << 20, allow_truncate
     FormatError
         As for :func:`read_es`; a truncated last event is reported after the chunks before it.
     """
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     name = str(path)
     with open(path, "rb") as f:
         header = parse_es_header(f.read(HEADER_SIZE), name)
         camera = TYPE_NAMES[header.type]
-        remaining = os.fstat(f.fileno()).st_size - HEADER_SIZE
+        body = os.fstat(f.fileno()).st_size - HEADER_SIZE
         left = b""
         offset = HEADER_SIZE  # file offset of left[0]
         t0 = 0
-        first = True
-        while remaining or first:
-            n = min(EVENT_SIZE * chunk_events, remaining)
-            block = f.read(n)
-            if len(block) != n:
-                raise FormatError(name, f.tell() - len(block), "file shrank while it was being read")
-            remaining -= n
+        # events have variable length, so the body is read in byte "records", EVENT_SIZE * chunk_events at a time
+        for _, block, last in iter_record_chunks(f, name, HEADER_SIZE, body, 1, EVENT_SIZE * chunk_events):
             buf = np.frombuffer(left + block, dtype=np.uint8)
             t, x, y, p, skipped, consumed, t0 = _decode(buf, header, t0, name, offset)
             left = buf[consumed:].tobytes()
             offset += consumed
-            tail = 0 if remaining else len(left)
+            tail = len(left) if last else 0
             if tail and not allow_truncated:
                 raise _truncated(name, offset, tail)
-            first = False
             yield Events(t, x, y, p, header.width, header.height, camera, skipped, tail)

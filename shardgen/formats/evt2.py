@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .chunks import check_chunk_events, iter_record_chunks, tail_length
 from .events import Events, FormatError
 
 WORD = 4
@@ -236,17 +237,6 @@ def check_encoding(header: RawHeader, expected: str, name: str) -> None:
         )
 
 
-def truncation_error(name: str, start: int, body: int, unit: int, what: str) -> FormatError:
-    """The error for a body whose length is not a multiple of ``unit`` bytes."""
-    whole = start + body - body % unit
-    return FormatError(
-        name,
-        whole,
-        f"incomplete {what} at the end ({body % unit} of {unit} bytes); pass --allow-truncated to keep the "
-        "events before it",
-    )
-
-
 def merge_skipped(total: dict[str, int], part: dict[str, int]) -> None:
     """Add the counts of ``part`` to ``total`` in place."""
     for key, value in part.items():
@@ -344,9 +334,7 @@ def read_evt2(data: bytes | bytearray | memoryview, name: str, allow_truncated: 
     check_encoding(header, "evt2", name)
     buf = np.frombuffer(data, dtype=np.uint8)
     body = buf.size - header.data_start
-    tail = body % WORD
-    if tail and not allow_truncated:
-        raise truncation_error(name, header.data_start, body, WORD, "32-bit word")
+    tail = tail_length(name, header.data_start, body, WORD, "32-bit word", allow_truncated)
     words = buf[header.data_start : buf.size - tail].view("<u4")
     t, x, y, p, skipped = _decode(words, _State(), name, header.data_start)
     return Events(t, x, y, p, header.width, header.height, header.camera, skipped, tail)
@@ -377,32 +365,19 @@ def iter_evt2(path: str | os.PathLike, chunk_events: int = 1 << 20, allow_trunca
     FormatError
         As for :func:`read_evt2`; a truncated tail is reported before the first chunk.
     """
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     name = str(path)
     with open(path, "rb") as f:
         header = read_raw_header(f, name)
         check_encoding(header, "evt2", name)
-        size = os.fstat(f.fileno()).st_size
-        body = size - header.data_start
-        tail = body % WORD
-        if tail and not allow_truncated:
-            raise truncation_error(name, header.data_start, body, WORD, "32-bit word")
-        f.seek(header.data_start)
-        remaining = body // WORD
+        body = os.fstat(f.fileno()).st_size - header.data_start
+        tail = tail_length(name, header.data_start, body, WORD, "32-bit word", allow_truncated)
         state = _State()
-        offset = header.data_start
-        first = True
-        while remaining or first:
-            n = min(chunk_events, remaining)
-            raw = f.read(n * WORD)
-            if len(raw) != n * WORD:
-                raise FormatError(name, offset + len(raw), "file shrank while it was being read")
+        for offset, raw, last in iter_record_chunks(
+            f, name, header.data_start, body, WORD, chunk_events, shrank_at_end=True
+        ):
             t, x, y, p, skipped = _decode(np.frombuffer(raw, "<u4"), state, name, offset)
-            remaining -= n
-            offset += n * WORD
-            first = False
-            yield Events(t, x, y, p, header.width, header.height, header.camera, skipped, 0 if remaining else tail)
+            yield Events(t, x, y, p, header.width, header.height, header.camera, skipped, tail if last else 0)
 
 
 def looks_like_evt2(head: bytes | bytearray | memoryview, file_size: int | None = None) -> bool:

@@ -53,8 +53,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chunks import check_chunk_events, iter_record_chunks, tail_length
 from .events import Events, FormatError
-from .evt2 import check_encoding, read_raw_header, scan_raw_header, truncation_error
+from .evt2 import check_encoding, read_raw_header, scan_raw_header
 
 WORD = 2
 TIME_RULES = ("openeb", "expelliarmus")
@@ -249,9 +250,7 @@ def read_evt3(
     check_encoding(header, "evt3", name)
     buf = np.frombuffer(data, dtype=np.uint8)
     body = buf.size - header.data_start
-    tail = body % WORD
-    if tail and not allow_truncated:
-        raise truncation_error(name, header.data_start, body, WORD, "16-bit word")
+    tail = tail_length(name, header.data_start, body, WORD, "16-bit word", allow_truncated)
     words = buf[header.data_start : buf.size - tail].view("<u2")
     t, x, y, p, skipped = _decode(words, _State(), name, header.data_start, time_rule)
     return Events(t, x, y, p, header.width, header.height, header.camera, skipped, tail)
@@ -287,29 +286,16 @@ def iter_evt3(
         As for :func:`read_evt3`; a truncated tail is reported before the first chunk.
     """
     _check_rule(time_rule)
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     name = str(path)
     with open(path, "rb") as f:
         header = read_raw_header(f, name)
         check_encoding(header, "evt3", name)
-        size = os.fstat(f.fileno()).st_size
-        body = size - header.data_start
-        tail = body % WORD
-        if tail and not allow_truncated:
-            raise truncation_error(name, header.data_start, body, WORD, "16-bit word")
-        f.seek(header.data_start)
-        remaining = body // WORD
+        body = os.fstat(f.fileno()).st_size - header.data_start
+        tail = tail_length(name, header.data_start, body, WORD, "16-bit word", allow_truncated)
         state = _State()
-        offset = header.data_start
-        first = True
-        while remaining or first:
-            n = min(chunk_events, remaining)
-            raw = f.read(n * WORD)
-            if len(raw) != n * WORD:
-                raise FormatError(name, offset + len(raw), "file shrank while it was being read")
+        for offset, raw, last in iter_record_chunks(
+            f, name, header.data_start, body, WORD, chunk_events, shrank_at_end=True
+        ):
             t, x, y, p, skipped = _decode(np.frombuffer(raw, "<u2"), state, name, offset, time_rule)
-            remaining -= n
-            offset += n * WORD
-            first = False
-            yield Events(t, x, y, p, header.width, header.height, header.camera, skipped, 0 if remaining else tail)
+            yield Events(t, x, y, p, header.width, header.height, header.camera, skipped, tail if last else 0)
