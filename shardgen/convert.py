@@ -186,9 +186,7 @@ def convert(
         return _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
                         num_jobs, job_index, want, t_start)
     finally:
-        close = getattr(src, "close", None)
-        if close is not None:
-            close()
+        src.close()
 
 
 def _convert(
@@ -345,20 +343,19 @@ def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> 
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "dataset": mod.SPEC.id,
-        "sensor_size": list(getattr(src, "sensor_size", None) or mod.SPEC.sensor_size),
+        "sensor_size": list(src.sensor_size or mod.SPEC.sensor_size),
         "classes": list(src.classes),
         "time_unit": TIME_UNIT,
         "zstd_level": level,
         "splits": splits,
-        "split_rule": src.rule.describe() if hasattr(src, "rule") else {"rule": "official"},
+        "split_rule": src.split_rule(),
         "source": {"files": src.provenance, "tool": TOOL_VERSION},
     }
 
 
 def _add_views(index: dict[str, Any], src: Source) -> None:
     """Add the source's view splits (``all`` = train + test): the same shards listed again, no bytes copied."""
-    views = getattr(src, "views", lambda: {})()
-    for name, parts in views.items():
+    for name, parts in src.views().items():
         shards = [dict(s) for part in parts for s in index["splits"][part]["shards"]]
         index["splits"][name] = {
             "samples": sum(s["samples"] for s in shards),
@@ -385,7 +382,7 @@ def _summary(
         for name in order[split]:
             c.update(results[name].labels)
         per_class[split] = {classes[k]: c.get(k, 0) for k in range(len(classes))}
-    warnings = [w for r in results.values() for w in r.warnings] + list(getattr(src, "warnings", []))
+    warnings = [w for r in results.values() for w in r.warnings] + list(src.warnings)
     return {
         "recordings": len(results),
         "samples": samples,

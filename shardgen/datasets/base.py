@@ -1,10 +1,12 @@
 """What every dataset module provides, and the small records passed between the conversion stages.
 
 A dataset module (one per dataset, e.g. :mod:`shardgen.datasets.dvs128_gesture`) defines
-``ID``, ``SENSOR_SIZE``, ``open_source(raw, check_md5) -> Source`` (runs in the main process:
-finds and checks the download, yields one :class:`RecordingTask` per raw recording) and
-``cut(task, allow_truncated) -> CutRecording`` (runs in a worker process: parses one recording
-and cuts it into samples). :mod:`shardgen.convert` does the rest the same way for every dataset.
+``SPEC`` (a :class:`DatasetSpec`: what ``shardgen list``/``download`` and the docs say about it),
+``open_source(raw, check_md5, split, **options) -> Source`` (runs in the main process: finds and
+checks the download, yields one :class:`RecordingTask` per raw recording or batch of files),
+``cut(task, allow_truncated) -> CutRecording`` (runs in a worker process: parses and cuts into
+samples) and, if it takes options, ``OPTIONS``. :mod:`shardgen.convert` does the rest the same way
+for every dataset. The four class-folder datasets share :mod:`shardgen.datasets.classfolder`.
 """
 
 from __future__ import annotations
@@ -125,12 +127,45 @@ class CutRecording:
     """Words read but not kept as events, by kind (overflow markers, APS, IMU …)."""
 
 
+class SourceBase:
+    """What a source has unless it says otherwise: an official split, no view splits, nothing to close."""
+
+    sensor_size: tuple[int, int] | None = None
+    """The run's sensor size when the dataset has none of its own (``folder``); else ``SPEC.sensor_size``."""
+
+    def split_rule(self) -> dict[str, Any]:
+        """How the samples were split, as recorded in ``index.json``."""
+        rule = getattr(self, "rule", None)
+        return rule.describe() if rule is not None else {"rule": "official"}
+
+    def views(self) -> dict[str, list[str]]:
+        """Extra splits listing other splits' shards again (``all`` = train + test)."""
+        return {}
+
+    def close(self) -> None:
+        """Release what the source holds (temporary copies of inner archives)."""
+
+
 class Source(Protocol):
-    """A checked raw download, ready to be walked once."""
+    """A checked raw download, ready to be walked once (see :class:`SourceBase` for the rest)."""
 
     classes: list[str]
     provenance: list[dict[str, str]]
     skipped: list[str]
+    warnings: list[str]
+    sensor_size: tuple[int, int] | None
+
+    def split_rule(self) -> dict[str, Any]:
+        """How the samples were split."""
+        ...
+
+    def views(self) -> dict[str, list[str]]:
+        """Extra splits made of others' shards."""
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds."""
+        ...
 
     def recordings(self, stage: Stage = read_all, want: Want = want_all) -> Iterator[RecordingTask]:
         """Yield the recordings in the order they are stored (may raise :class:`DatasetError`)."""

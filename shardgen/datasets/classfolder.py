@@ -45,6 +45,7 @@ from shardgen.datasets.base import (
     DatasetError,
     DatasetSpec,
     RecordingTask,
+    SourceBase,
     Stage,
     Want,
     read_all,
@@ -294,7 +295,7 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
-class ClassFolderSource:
+class ClassFolderSource(SourceBase):
     """A located, listed and split class-folder download, walked once by :func:`shardgen.convert.convert`."""
 
     def __init__(self, ds: ClassFolderDataset, raw: Path, check_md5: bool, rule: SplitRule):

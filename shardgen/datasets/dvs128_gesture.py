@@ -22,6 +22,7 @@ from shardgen.datasets.base import (
     DatasetSpec,
     RecordingTask,
     Resource,
+    SourceBase,
     Stage,
     Want,
     read_all,
@@ -133,7 +134,7 @@ def _parse_trials(data: bytes, name: str) -> list[str]:
     return stems
 
 
-class GestureSource:
+class GestureSource(SourceBase):
     """A checked DVS128 Gesture download: the archive streamed, or an extracted ``DvsGesture/`` folder."""
 
     def __init__(self, raw: Path, check_md5: bool = True):

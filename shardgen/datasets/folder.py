@@ -106,6 +106,7 @@ from shardgen.datasets.base import (
     DatasetError,
     DatasetSpec,
     RecordingTask,
+    SourceBase,
     Stage,
     Want,
     read_all,
@@ -378,7 +379,7 @@ class ColumnSplit:
         return {"rule": "column", "labels": self.labels, "splits": list(self.splits)}
 
 
-class FolderSource:
+class FolderSource(SourceBase):
     """A folder of recordings, listed, labelled, split and probed for its sensor size (see the module docstring).
 
     Attributes
