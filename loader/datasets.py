@@ -43,6 +43,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from loader.dataset import EventShardDataset
+from loader.errors import ConfigurationError
 
 __all__ = ["ASLDVS", "CIFAR10DVS", "DVS128Gesture", "NCaltech101", "NMNIST", "ShardFolderDataset"]
 
@@ -117,7 +118,7 @@ class ShardFolderDataset(Dataset):
     ):
         super().__init__()
         if data_type not in ("event", "frame"):
-            raise ValueError(f"data_type must be 'event' or 'frame' (SpikingJelly's), got {data_type!r}")
+            raise ConfigurationError(f"data_type must be 'event' or 'frame' (SpikingJelly's), got {data_type!r}")
         if split is None:
             split = {True: "train", False: "test", None: "all"}[None if train is None else bool(train)]
         self._ds = EventShardDataset(
@@ -136,7 +137,7 @@ class ShardFolderDataset(Dataset):
         )
         got = self._ds._set.index.get("dataset")
         if self.dataset_id and got != self.dataset_id:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{os.fspath(root)}: a shard set of {got!r}, not {self.dataset_id!r}; "
                 f"convert it with `shardgen convert {self.dataset_id} --raw RAW --out OUT`"
             )

@@ -9,7 +9,11 @@ with where the problem is: the file or URL, then the byte offset, row or sample 
 class                                       raised for
 ==========================================  ================================================
 ``shardgen.formats.events.FormatError``     a raw recording is damaged (file, byte offset)
+``shardgen.formats.aedat3.AedatError``      an AEDAT 3.1 file is damaged (a raw ``FormatError``)
 ``shardgen.datasets.base.DatasetError``     a download is missing, incomplete or malformed
+``shardgen.download.DownloadError``         a download failed or its md5 differs (a ``DatasetError``)
+``shardgen.archive.ArchiveError``           an archive member is unsafe, damaged or short
+``shardgen.jobs.MergeError``                ``shardgen merge`` finds parts missing or disagreeing
 ``loader.format.FormatError``               a shard, sample frame or index is malformed
 :class:`IntegrityError`                     bytes differ from what the index or md5 promises
 ``loader.shards.ShardIntegrityError``       a shard differs from its index entry: size, sha256,

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from loader.errors import ConfigurationError
+
 __all__ = [
     "NORMALIZE",
     "frames_to_images",
@@ -45,9 +47,9 @@ def _as_frames(x: Any) -> np.ndarray:
     if f.ndim == 3 and f.shape[0] == 2:  # one frame [2, H, W]
         f = f[None]
     if f.ndim != 4 or f.shape[1] != 2:
-        raise ValueError(f"expected frames [T, 2, H, W] (or one frame [2, H, W]), got shape {f.shape}")
+        raise ConfigurationError(f"expected frames [T, 2, H, W] (or one frame [2, H, W]), got shape {f.shape}")
     if f.shape[0] == 0:
-        raise ValueError("no frames to draw (T = 0)")
+        raise ConfigurationError("no frames to draw (T = 0)")
     return f
 
 
@@ -75,7 +77,7 @@ def frames_to_images(frames: Any, normalize: str | None = "frame") -> np.ndarray
         ``uint8`` ``[T, H, W, 3]``: channel 0 in green, channel 1 in blue, red unused.
     """
     if normalize not in NORMALIZE:
-        raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
+        raise ConfigurationError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
     f = _as_frames(frames)
     f = np.where(np.isfinite(f), np.maximum(f, 0), 0)
     if normalize == "frame":
@@ -96,7 +98,7 @@ def _auto_scale(h: int, w: int, scale: int | None) -> int:
     if scale is None:
         return max(1, _TARGET_PX // max(h, w))
     if int(scale) < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale}")
+        raise ConfigurationError(f"scale must be a positive integer, got {scale}")
     return int(scale)
 
 
@@ -270,7 +272,7 @@ def save_frames_gif(
     Pillow merges consecutive identical frames (e.g. empty ones) into one longer GIF frame.
     """
     if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+        raise ConfigurationError(f"fps must be positive, got {fps}")
     imgs = _gif_images(frames, scale, normalize, title)
     imgs[0].save(
         os.fspath(path),
@@ -386,5 +388,5 @@ def save_picture(
             scale = max(1, 128 // max(f.shape[2:]))
         save_frames_png(f, p, columns or min(f.shape[0], 10), scale, title=title, normalize=normalize)
     else:
-        raise ValueError(f"{p}: the picture's name must end in .gif or .png")
+        raise ConfigurationError(f"{p}: the picture's name must end in .gif or .png")
     return p

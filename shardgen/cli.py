@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar = Progress("samples scanned", None, unit="samples", enabled=not args.quiet and not args.no_scan)
 
             def tick(done: int, total: int) -> None:
-                bar.total = total
+                bar.set_total(total)
                 bar.update(done - bar.n)
 
             try:

@@ -19,8 +19,10 @@ import numpy as np
 import zstandard
 
 from loader import frames as _frames
+from loader.errors import ConfigurationError
 from loader.format import decode_sample
 from loader.shards import ShardSet, open_shard_set
+from shardgen.progress import human_bytes
 
 __all__ = ["collect_info", "format_info", "info_table", "plot_info", "preview"]
 
@@ -184,13 +186,6 @@ def _fmt_n(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
-def _fmt_bytes(v: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if v >= size:
-            return f"{v / size:.1f} {unit}"
-    return f"{v} B"
-
-
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
@@ -236,7 +231,7 @@ def format_info(info: dict[str, Any]) -> str:
             " / ".join(_fmt_n(e.get(k)) for k in ("min", "median", "max")) if e else "-",
             " / ".join(_fmt_us(d.get(k)) for k in ("min", "median", "max")) if d else "-",
             f"{s['shards']:,}",
-            _fmt_bytes(s["bytes"]),
+            human_bytes(s["bytes"]),
             "-" if s["bytes_per_event"] is None else f"{s['bytes_per_event']:.2f}",
         ])
     tot = info["total"]
@@ -248,7 +243,7 @@ def format_info(info: dict[str, Any]) -> str:
         "",
         "",
         f"{tot['shards']:,}",
-        _fmt_bytes(n_b),
+        human_bytes(n_b),
         f"{n_b / n_ev:.2f}" if n_ev else "-",
     ])
     lines += _table(rows, right={1, 2, 3, 4, 5, 6, 7})
@@ -435,18 +430,18 @@ def preview(
 
     suffix = os.path.splitext(os.fspath(out_path))[1].lower()
     if suffix not in (".gif", ".png"):
-        raise ValueError(f"{os.fspath(out_path)}: the preview's name must end in .gif or .png")
+        raise ConfigurationError(f"{os.fspath(out_path)}: the preview's name must end in .gif or .png")
     if duration is not None and (frames_number is not None or split_by is not None):
-        raise ValueError("pass either --frames-number/--split-by or --duration, not both")
+        raise ConfigurationError("pass either --frames-number/--split-by or --duration, not both")
     if duration is None:
         frames_number = DEFAULT_FRAMES_NUMBER if frames_number is None else int(frames_number)
         split_by = split_by or "number"
         if split_by not in _frames.SPLIT_BY:
-            raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
+            raise ConfigurationError(f"split_by must be 'number' or 'time', got {split_by!r}")
         if frames_number < 1:
-            raise ValueError(f"frames_number must be positive, got {frames_number}")
+            raise ConfigurationError(f"frames_number must be positive, got {frames_number}")
     elif not duration > 0:
-        raise ValueError(f"duration must be positive (µs), got {duration}")
+        raise ConfigurationError(f"duration must be positive (µs), got {duration}")
     ss = open_shard_set(url, storage_options)
     h, w = (int(v) for v in ss.index["sensor_size"])
     frame = ss.read_sample(split, index)
@@ -457,7 +452,7 @@ def preview(
         span = int(ev["t"][-1] - ev["t"][0]) if n else 0
         t_frames = max(1, -(-span // int(duration))) if float(duration).is_integer() else None
         if t_frames is not None and t_frames > MAX_PREVIEW_FRAMES:
-            raise ValueError(
+            raise ConfigurationError(
                 f"{split}[{index}] spans {span:,} µs: duration={duration} gives {t_frames} frames "
                 f"(at most {MAX_PREVIEW_FRAMES}); pass a longer duration"
             )
@@ -465,7 +460,7 @@ def preview(
         setting = f"duration {_fmt_us(duration)} per frame"
     else:
         if frames_number > MAX_PREVIEW_FRAMES:
-            raise ValueError(f"frames_number={frames_number}: at most {MAX_PREVIEW_FRAMES} frames in a preview")
+            raise ConfigurationError(f"frames_number={frames_number}: at most {MAX_PREVIEW_FRAMES} frames in a preview")
         frames = _frames.integrate_events_by_fixed_frames_number(ev, split_by, frames_number, h, w)
         setting = f"{frames_number} frames split by {split_by}"
     classes = ss.index["classes"]

@@ -85,6 +85,13 @@ class Progress:
             return f"{self.desc}: {fmt(self.n)}"
         return f"{self.desc}: {fmt(self.n)} of {fmt(self.total)} ({100 * self.n // self.total}%)"
 
+    def set_total(self, total: int | None) -> None:
+        """Learn the total once it is known (the bar shows it from then on)."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+
     def update(self, n: int = 1) -> None:
         """Count ``n`` more units."""
         self.n += n

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from loader.errors import ConfigurationError
+
 DATASETS: dict[str, str] = {
     "dvs128-gesture": "shardgen.datasets.dvs128_gesture",
     "cifar10-dvs": "shardgen.datasets.cifar10_dvs",
@@ -20,4 +22,4 @@ def get_dataset(dataset_id: str) -> ModuleType:
     try:
         return importlib.import_module(DATASETS[dataset_id])
     except KeyError:
-        raise ValueError(f"unknown dataset {dataset_id!r}; known: {', '.join(sorted(DATASETS))}") from None
+        raise ConfigurationError(f"unknown dataset {dataset_id!r}; known: {', '.join(sorted(DATASETS))}") from None

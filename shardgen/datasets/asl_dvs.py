@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from shardgen.datasets.base import DatasetSpec, Resource
+from shardgen.datasets.base import DatasetSpec, Resource, first_outside
 from shardgen.datasets.classfolder import ClassFolderDataset, SplitRule
 from shardgen.formats.events import Events, FormatError
 from shardgen.formats.mat import read_asl_mat
@@ -26,11 +26,11 @@ PAGE = "https://github.com/PIX2NVS/NVS2Graph"
 def read(data: Any, name: str, allow_truncated: bool = False) -> Events:
     """One ASL-DVS recording with SpikingJelly's mirror of both axes (``allow_truncated`` does not apply)."""
     ev = read_asl_mat(bytes(data), name)
-    if ev.x.size and (int(ev.x.max()) > 239 or int(ev.y.max()) > 179):
-        i = int(np.flatnonzero((ev.x > 239) | (ev.y > 179))[0])
+    i = first_outside(ev.x, ev.y, 180, 240)
+    if i is not None:  # checked before mirroring: 239 - x must not wrap
         raise FormatError(name, None, f"event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} lies outside 240x180")
-    x = (239 - ev.x.astype(np.int64)).astype(np.uint16)
-    y = (179 - ev.y.astype(np.int64)).astype(np.uint16)
+    x = (239 - ev.x).astype(np.uint16)  # exact in unsigned arithmetic after the check
+    y = (179 - ev.y).astype(np.uint16)
     return Events(ev.t, x, y, ev.p, 240, 180, ev.camera, ev.skipped, ev.truncated_bytes)
 
 

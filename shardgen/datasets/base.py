@@ -75,6 +75,16 @@ class DatasetSpec:
     conventions: str = ""
 
 
+def first_outside(x: np.ndarray, y: np.ndarray, height: int, width: int) -> int | None:
+    """Index of the first event with ``x >= width`` or ``y >= height`` (``None`` when all lie inside).
+
+    Two reductions in the common case; the offending event is located only when there is one.
+    """
+    if x.size == 0 or (int(x.max()) < width and int(y.max()) < height):
+        return None
+    return int(np.flatnonzero((x >= width) | (y >= height))[0])
+
+
 class DatasetError(EventshardError, ValueError):
     """The raw download is missing, incomplete or malformed; the message names the file."""
 

@@ -39,9 +39,10 @@ PAGE = "https://figshare.com/s/d03a91081824536f12a8"
 def read(data: Any, name: str, allow_truncated: bool = False) -> Events:
     """One CIFAR10-DVS recording with SpikingJelly's coordinate convention (see the module docstring)."""
     ev = read_aedat2(data, name, layout="dvs128", allow_truncated=allow_truncated)
-    x = (127 - ev.y.astype(np.int64)).astype(np.uint16)
-    y = (127 - ev.x.astype(np.int64)).astype(np.uint16)
-    p = (1 - ev.p.astype(np.int64)).astype(np.uint8)
+    # exact in unsigned arithmetic: the DVS128 fields are 7-bit and p is 0 or 1
+    x = (127 - ev.y).astype(np.uint16)
+    y = (127 - ev.x).astype(np.uint16)
+    p = (1 - ev.p).astype(np.uint8)
     return Events(ev.t, x, y, p, 128, 128, ev.camera, ev.skipped, ev.truncated_bytes)
 
 

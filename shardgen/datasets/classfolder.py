@@ -20,7 +20,6 @@ Keys are ``<class folder>/<file stem>``, which is where SpikingJelly stores the 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -38,7 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from shardgen.archive import ArchiveError, read_zip_entry, zip_entry
+from shardgen.archive import ArchiveError, md5_file, read_zip_entry, zip_entry
 from shardgen.datasets.base import (
     CutRecording,
     CutSample,
@@ -48,6 +47,7 @@ from shardgen.datasets.base import (
     SourceBase,
     Stage,
     Want,
+    first_outside,
     read_all,
     want_all,
 )
@@ -264,11 +264,7 @@ class _Md5Check:
     def _run(self) -> None:
         try:
             for path, _ in self.jobs:
-                h = hashlib.md5()
-                with open(path, "rb") as f:
-                    while chunk := f.read(4 << 20):
-                        h.update(chunk)
-                self.results[str(path)] = h.hexdigest()
+                self.results[str(path)] = md5_file(path)
         except BaseException as exc:  # reported by wait()
             self.error = exc
 
@@ -549,14 +545,12 @@ def cut_batch(ds: ClassFolderDataset, task: RecordingTask, allow_truncated: bool
         where = f"{os.path.basename(container)}:{name}" if container else name
         ev = ds.read(read_member(container, name, entry), where, allow_truncated)
         n = len(ev)
-        if n and (int(ev.x.max()) >= w or int(ev.y.max()) >= h):  # two reductions; locate only when needed
-            bad = np.flatnonzero((ev.x >= w) | (ev.y >= h))
-            if bad.size:
-                i = int(bad[0])
-                raise DatasetError(
-                    f"{where}: event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} lies outside the {w}x{h} sensor "
-                    f"of {ds.spec.id}"
-                )
+        i = first_outside(ev.x, ev.y, h, w)
+        if i is not None:
+            raise DatasetError(
+                f"{where}: event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} lies outside the {w}x{h} sensor "
+                f"of {ds.spec.id}"
+            )
         skipped.update(ev.skipped)
         if ev.truncated_bytes:
             truncated += ev.truncated_bytes

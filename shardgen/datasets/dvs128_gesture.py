@@ -25,6 +25,7 @@ from shardgen.datasets.base import (
     SourceBase,
     Stage,
     Want,
+    first_outside,
     read_all,
     want_all,
 )
@@ -297,9 +298,8 @@ def cut(task: RecordingTask, allow_truncated: bool = False) -> CutRecording:
     rows = parse_labels(task.context["labels"], task.context["labels_name"], len(classes))
     ev = read_aedat3(task.read(), name, allow_truncated=allow_truncated)
     h, w = SENSOR_SIZE
-    bad = np.flatnonzero((ev.x >= w) | (ev.y >= h))
-    if bad.size:
-        i = int(bad[0])
+    i = first_outside(ev.x, ev.y, h, w)
+    if i is not None:
         raise DatasetError(
             f"{name}: byte {ev.byte_offset(i)}: event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} "
             f"lies outside the {w}x{h} DVS128 sensor"

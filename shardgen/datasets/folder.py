@@ -109,6 +109,7 @@ from shardgen.datasets.base import (
     SourceBase,
     Stage,
     Want,
+    first_outside,
     read_all,
     want_all,
 )
@@ -425,7 +426,6 @@ class FolderSource(SourceBase):
         else:
             units = self._units_from_folders(files)
             self._prefix = False
-        self._label_of = {c: i for i, c in enumerate(self.classes)}
         column = [u.split for u in units if u.split is not None]
         if column:
             if split and (split.get("rule") not in (None, "official")
@@ -722,12 +722,10 @@ def cut(task: RecordingTask, allow_truncated: bool = False) -> CutRecording:
     h, w = ctx["sensor_size"]
     t = ev.t
     n = int(t.size)
-    if n:
-        bad = np.flatnonzero((ev.x >= w) | (ev.y >= h))
-        if bad.size:
-            i = int(bad[0])
-            raise DatasetError(f"{path}: event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} lies outside the "
-                               f"{h}x{w} (HxW) sensor; pass a larger --sensor")
+    i = first_outside(ev.x, ev.y, h, w)
+    if i is not None:
+        raise DatasetError(f"{path}: event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} lies outside the "
+                           f"{h}x{w} (HxW) sensor; pass a larger --sensor")
     ordered = n < 2 or bool(np.all(t[1:] >= t[:-1]))
     t0 = (int(t[0]) if ordered else int(t.min())) if n else 0
     t_last = (int(t[-1]) if ordered else int(t.max())) if n else -1

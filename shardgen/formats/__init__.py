@@ -51,6 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from loader.errors import ConfigurationError
+
+from .chunks import check_chunk_events
 from .events import Events, FormatError
 
 FORMATS = ("aedat2", "aedat3", "aedat4", "evt2", "evt3", "dat", "es", "atis_bin")
@@ -158,7 +161,7 @@ def detect_format(path_or_head: str | os.PathLike | bytes | bytearray | memoryvi
 def _check_format(fmt: str) -> str:
     fmt = fmt.lower()
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; known: {FORMATS}")
+        raise ConfigurationError(f"unknown format {fmt!r}; known: {FORMATS}")
     return fmt
 
 
@@ -356,8 +359,7 @@ def iter_events(
         As for :func:`read_events`; a damage is reported when the reader reaches it (for most formats a
         truncated tail is found before the first chunk).
     """
-    if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    check_chunk_events(chunk_events)
     fmt = _check_format(format) if format is not None else detect_format(path)
     from .evt2 import merge_skipped
 

@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from loader.errors import ConfigurationError
+
 from .chunks import check_chunk_events, iter_record_chunks
 from .events import Events, FormatError
 
@@ -201,7 +203,7 @@ def _resolve_layout(layout: str | None, info: dict[str, Any], name: str) -> str:
             )
         return info["layout"]
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS} or None, got {layout!r}")
+        raise ConfigurationError(f"layout must be one of {LAYOUTS} or None, got {layout!r}")
     return layout
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from loader.errors import ConfigurationError
+
 from .chunks import check_chunk_events, iter_record_chunks
 from .events import Events, FormatError
 
@@ -42,7 +44,7 @@ OVERFLOW_MODES = ("authors", "ignore")
 
 def _check_overflow(overflow: str) -> None:
     if overflow not in OVERFLOW_MODES:
-        raise ValueError(f"overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
+        raise ConfigurationError(f"overflow must be one of {OVERFLOW_MODES}, got {overflow!r}")
 
 
 def _truncation_error(name: str, size: int) -> FormatError:

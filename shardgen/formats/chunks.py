@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from loader.errors import ConfigurationError
+
 from .events import FormatError
 
 
 def check_chunk_events(chunk_events: int) -> None:
     """Raise :class:`ValueError` unless ``chunk_events`` is at least 1."""
     if chunk_events < 1:
-        raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+        raise ConfigurationError(f"chunk_events must be >= 1, got {chunk_events}")
 
 
 def truncation_error(name: str, start: int, body: int, unit: int, what: str) -> FormatError:

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from loader.errors import ConfigurationError
+
 from .chunks import check_chunk_events, iter_record_chunks, tail_length
 from .events import Events, FormatError
 
@@ -153,7 +155,7 @@ def _check_header(header: DatHeader, name: str) -> None:
 
 def _check_rule(time_rule: str) -> None:
     if time_rule not in TIME_RULES:
-        raise ValueError(f"time_rule must be one of {TIME_RULES}, got {time_rule!r}")
+        raise ConfigurationError(f"time_rule must be one of {TIME_RULES}, got {time_rule!r}")
 
 
 @dataclass

@@ -252,11 +252,6 @@ class _State:
     loops: int = 0
 
 
-def _empty(width: int | None, height: int | None, camera: str | None) -> Events:
-    z = np.zeros(0, np.uint16)
-    return Events(np.zeros(0, np.int64), z, z.copy(), np.zeros(0, np.uint8), width, height, camera)
-
-
 def _decode(words: np.ndarray, state: _State, name: str, offset: int) -> tuple[np.ndarray, ...]:
     """Decode LE uint32 ``words`` (starting at byte ``offset``) with ``state``; updates ``state``."""
     typ = (words >> 28).astype(np.uint8)

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loader.errors import ConfigurationError
+
 from .chunks import check_chunk_events, iter_record_chunks, tail_length
 from .events import Events, FormatError
 from .evt2 import check_encoding, read_raw_header, scan_raw_header
@@ -89,7 +91,7 @@ class _State:
 
 def _check_rule(time_rule: str) -> None:
     if time_rule not in TIME_RULES:
-        raise ValueError(f"time_rule must be one of {TIME_RULES}, got {time_rule!r}")
+        raise ConfigurationError(f"time_rule must be one of {TIME_RULES}, got {time_rule!r}")
 
 
 def _count(mask: np.ndarray) -> np.ndarray:
