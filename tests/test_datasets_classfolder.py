@@ -393,3 +393,15 @@ def test_cli_download_from_a_mirror_resumes_and_checks_md5(tmp_path):
         assert (raw / name).read_bytes() == (gen.root / name).read_bytes()
     s = convert("n-mnist", raw, tmp_path / "out", workers=1, check_md5=False, progress=False)
     assert sum(s["samples"].values()) == len(gen.samples)
+
+
+def test_member_larger_than_a_sample_file_may_be_is_refused(tmp_path, monkeypatch):
+    """A zip member claiming more than MAX_SAMPLE_FILE_BYTES (a zip bomb) is refused when listing, before reading."""
+    from shardgen.datasets import classfolder
+
+    gen = write_nmnist(tmp_path / "raw", per_class=2)
+    biggest = max(len(s.events["t"]) for s in gen.samples.values()) * 5
+    monkeypatch.setattr(classfolder, "MAX_SAMPLE_FILE_BYTES", biggest - 1)
+    with pytest.raises(DatasetError, match=r"\.zip: member '.*\.bin': [0-9,]+ bytes, more than one sample file"):
+        convert("n-mnist", gen.root, tmp_path / "out", workers=1, check_md5=False, progress=False)
+    assert not (tmp_path / "out" / "index.json").exists()

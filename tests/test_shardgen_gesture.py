@@ -606,6 +606,17 @@ def test_archive_member_outside(small, tmp_path, capsys, monkeypatch, member):
     assert not Path("/tmp/evil_abs.aedat").exists()
 
 
+def test_recording_larger_than_any_real_one_is_refused(small, tmp_path, capsys, monkeypatch):
+    """A member claiming more than MAX_RECORDING_BYTES (a gzip bomb) is refused before it is read."""
+    gen, files = small
+    raw = make_download(tmp_path / "raw", files)
+    biggest = max(len(v) for k, v in files.items() if k.endswith(".aedat"))
+    monkeypatch.setattr(dvs128_gesture, "MAX_RECORDING_BYTES", biggest - 1)
+    out = tmp_path / "out"
+    err = run_fail(convert_argv(raw, out, workers=1), capsys, out)
+    assert ARCHIVE in err and ".aedat" in err and "more than any DVS128 Gesture recording" in err
+
+
 def test_listed_recording_absent_from_archive(small, tmp_path, capsys):
     gen, files = small
     bad = dict(files)

@@ -57,6 +57,8 @@ Reader = Callable[[Any, str, bool], Events]
 """``read(data, name, allow_truncated) -> Events`` with the dataset's coordinate convention applied."""
 
 SPLIT_RULES = ("official", "first-k", "ratio", "ordered")
+MAX_SAMPLE_FILE_BYTES = 1 << 30
+"""Largest sample file read from an archive (the published ones are far smaller)."""
 ALL_SPLIT = "all"
 
 
@@ -408,6 +410,9 @@ class ClassFolderSource(SourceBase):
             if len(parts) < 2:
                 self.skipped.append(f"{label}: member {info.filename!r}: not inside a class folder")
                 continue
+            if info.file_size > MAX_SAMPLE_FILE_BYTES:  # a zip bomb must not be inflated into memory
+                raise DatasetError(f"{label}: member {info.filename!r}: {info.file_size:,} bytes, more than one "
+                                   f"sample file may hold (limit {MAX_SAMPLE_FILE_BYTES:,})")
             stem = parts[-1][: -len(ext)]
             out.append(Member(container, info.filename, info.file_size, parts[-2], stem, split, zip_entry(info)))
         return out

@@ -43,6 +43,8 @@ RESOURCES = {
     "README.txt": "a0663d3b1d8307c329a43d949ee32d19",
 }
 SPLIT_LISTS = {"train": "trials_to_train.txt", "test": "trials_to_test.txt"}
+MAX_RECORDING_BYTES = 1 << 30
+"""Largest ``.aedat`` member read from the archive (the published recordings are far smaller)."""
 DOWNLOADABLE = False
 WHERE = (
     "DVS128 Gesture cannot be downloaded automatically (the IBM host needs a login). Get "
@@ -226,6 +228,11 @@ class GestureSource(SourceBase):
                     stem = base[: -len(".aedat")]
                     if not want(stem):
                         continue
+                    if size > MAX_RECORDING_BYTES:  # a gzip bomb must not be read into memory
+                        raise DatasetError(
+                            f"{archive.name}: member {member}: {size:,} bytes, more than any DVS128 Gesture "
+                            f"recording (limit {MAX_RECORDING_BYTES:,})"
+                        )
                     data = stage(reader, size)
                     if stem in labels:
                         yield self._task(stem, data, None, labels[stem])
