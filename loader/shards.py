@@ -666,7 +666,10 @@ def open_shard_set(
 
 
 def verify(
-    url: str | os.PathLike[str], decode: bool = True, storage_options: dict[str, Any] | None = None
+    url: str | os.PathLike[str],
+    decode: bool = True,
+    storage_options: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Check every shard's size and sha256 and (with ``decode``) decode every sample.
 
@@ -685,6 +688,8 @@ def verify(
     The index is checked when the set is opened: a missing index raises :class:`ShardSetNotFoundError`,
     an invalid one (another format or version, …) :class:`~loader.format.FormatError` naming it.
 
+    ``progress(shards_done, shards_total)`` is called after each shard (``shardgen verify`` draws a bar).
+
     Returns
     -------
     dict
@@ -692,6 +697,7 @@ def verify(
         that decoded).
     """
     ss = open_shard_set(url, storage_options)
+    total = len({s["file"] for info in ss.index["splits"].values() for s in info["shards"]})
     problems: list[str] = []
     samples = events = 0
     dctx = zstandard.ZstdDecompressor()
@@ -701,6 +707,8 @@ def verify(
             if shard["file"] in seen:
                 continue
             seen.add(shard["file"])
+            if progress is not None and len(seen) > 1:
+                progress(len(seen) - 1, total)
             name = ss.shard_url(shard)
             try:
                 data = ss.read_shard(shard)
@@ -731,4 +739,6 @@ def verify(
             events += n_events
             if complete and n_events != shard["events"]:
                 problems.append(f"{name}: {n_events} events decoded, the index says {shard['events']}")
+    if progress is not None:
+        progress(len(seen), total)
     return {"ok": not problems, "problems": problems, "samples": samples, "events": events}

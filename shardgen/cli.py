@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     pv.add_argument("--out", required=True, help="sample.gif or sample.png")
     v = sub.add_parser("verify", help="check sizes, sha256 and decode every sample of a shard set")
     v.add_argument("out")
+    v.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     d = sub.add_parser("download", help="fetch a dataset's raw files (or say where to get them)")
     d.add_argument("dataset", choices=sorted(DATASETS))
     d.add_argument("--raw", required=True, help="folder to put the files in (created when something is fetched)")
@@ -207,8 +208,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.cmd == "verify":
             from loader.shards import verify
+            from shardgen.progress import Progress
 
-            rep = verify(args.out)
+            vbar = Progress("shards verified", None, unit="shards", enabled=not args.quiet)
+
+            def vtick(done: int, total: int) -> None:
+                vbar.set_total(total)
+                vbar.update(done - vbar.n)
+
+            try:
+                rep = verify(args.out, progress=vtick)
+            finally:
+                vbar.close()
             for p in rep["problems"]:
                 print(f"shardgen: {p}", file=sys.stderr)
             print(f"{'OK' if rep['ok'] else 'FAILED'}: {rep['samples']} samples, {rep['events']:,} events checked")

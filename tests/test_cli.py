@@ -140,3 +140,13 @@ def test_console_script(shard_set):
         timeout=120,
     )
     assert res.returncode != 0 and "https://" in res.stdout
+
+
+def test_verify_reports_progress_per_shard(shard_set):
+    from loader.shards import verify
+
+    calls: list[tuple[int, int]] = []
+    rep = verify(shard_set, progress=lambda done, total: calls.append((done, total)))
+    n = len({s["file"] for info in json.loads((shard_set / "index.json").read_bytes())["splits"].values()
+             for s in info["shards"]})
+    assert rep["ok"] and calls[-1] == (n, n) and [d for d, _ in calls] == list(range(1, n + 1))
