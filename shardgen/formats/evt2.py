@@ -41,7 +41,7 @@ header; :func:`shardgen.formats.detect_format` recognises such a stream only by 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -360,18 +360,37 @@ def iter_evt2(path: str | os.PathLike, chunk_events: int = 1 << 20, allow_trunca
     FormatError
         As for :func:`read_evt2`; a truncated tail is reported before the first chunk.
     """
+    state = _State()
+    yield from iter_raw_words(path, "evt2", "<u4", "32-bit word", chunk_events, allow_truncated,
+                              lambda words, name, offset: _decode(words, state, name, offset))
+
+
+def iter_raw_words(
+    path: str | os.PathLike,
+    encoding: str,
+    dtype: str,
+    word_label: str,
+    chunk_events: int,
+    allow_truncated: bool,
+    decode: Callable[[np.ndarray, str, int], tuple[np.ndarray, ...]],
+) -> Iterator[Events]:
+    """The chunk loop of a Prophesee RAW file (EVT 2.0 and 3.0): header, tail check, word chunks → ``decode``.
+
+    ``decode(words, name, byte_offset)`` returns ``(t, x, y, p, skipped)`` and carries the decoder's state
+    between calls itself; ``truncated_bytes`` is set on the last chunk.
+    """
     check_chunk_events(chunk_events)
     name = str(path)
+    word = np.dtype(dtype).itemsize
     with open(path, "rb") as f:
         header = read_raw_header(f, name)
-        check_encoding(header, "evt2", name)
+        check_encoding(header, encoding, name)
         body = os.fstat(f.fileno()).st_size - header.data_start
-        tail = tail_length(name, header.data_start, body, WORD, "32-bit word", allow_truncated)
-        state = _State()
+        tail = tail_length(name, header.data_start, body, word, word_label, allow_truncated)
         for offset, raw, last in iter_record_chunks(
-            f, name, header.data_start, body, WORD, chunk_events, shrank_at_end=True
+            f, name, header.data_start, body, word, chunk_events, shrank_at_end=True
         ):
-            t, x, y, p, skipped = _decode(np.frombuffer(raw, "<u4"), state, name, offset)
+            t, x, y, p, skipped = decode(np.frombuffer(raw, dtype), name, offset)
             yield Events(t, x, y, p, header.width, header.height, header.camera, skipped, tail if last else 0)
 
 

@@ -55,9 +55,9 @@ import numpy as np
 
 from loader.errors import ConfigurationError
 
-from .chunks import check_chunk_events, iter_record_chunks, tail_length
+from .chunks import tail_length
 from .events import Events, FormatError
-from .evt2 import check_encoding, read_raw_header, scan_raw_header
+from .evt2 import check_encoding, iter_raw_words, scan_raw_header
 
 WORD = 2
 TIME_RULES = ("openeb", "expelliarmus")
@@ -288,16 +288,6 @@ def iter_evt3(
         As for :func:`read_evt3`; a truncated tail is reported before the first chunk.
     """
     _check_rule(time_rule)
-    check_chunk_events(chunk_events)
-    name = str(path)
-    with open(path, "rb") as f:
-        header = read_raw_header(f, name)
-        check_encoding(header, "evt3", name)
-        body = os.fstat(f.fileno()).st_size - header.data_start
-        tail = tail_length(name, header.data_start, body, WORD, "16-bit word", allow_truncated)
-        state = _State()
-        for offset, raw, last in iter_record_chunks(
-            f, name, header.data_start, body, WORD, chunk_events, shrank_at_end=True
-        ):
-            t, x, y, p, skipped = _decode(np.frombuffer(raw, "<u2"), state, name, offset, time_rule)
-            yield Events(t, x, y, p, header.width, header.height, header.camera, skipped, tail if last else 0)
+    state = _State()
+    yield from iter_raw_words(path, "evt3", "<u2", "16-bit word", chunk_events, allow_truncated,
+                              lambda words, name, offset: _decode(words, state, name, offset, time_rule))
