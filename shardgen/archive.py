@@ -182,7 +182,7 @@ class TarGzStream:
 
 _LOCAL_HEADER = b"PK\x03\x04"
 _DEFLATE_MAX_RATIO = 1032  # deflate cannot inflate more than 1032 bytes per compressed byte
-_OPEN_FDS: dict[tuple[int, str], int] = {}
+_OPEN_FDS: dict[tuple[int, str], tuple[int, int]] = {}
 
 
 def zip_entry(info: zipfile.ZipInfo) -> tuple[int, int, int, int, int, int]:
@@ -193,13 +193,15 @@ def zip_entry(info: zipfile.ZipInfo) -> tuple[int, int, int, int, int, int]:
     return (info.header_offset, info.compress_size, info.file_size, info.CRC, info.compress_type, info.flag_bits)
 
 
-def _fd(path: str) -> int:
-    """This process's read-only descriptor of ``path`` (workers read many members of one archive)."""
+def _fd(path: str) -> tuple[int, int]:
+    """This process's read-only descriptor of ``path`` and the file's size (workers read many members of one
+    archive: one ``open`` and one ``fstat`` per archive, not per member)."""
     key = (os.getpid(), path)
-    fd = _OPEN_FDS.get(key)
-    if fd is None:
-        fd = _OPEN_FDS[key] = os.open(path, os.O_RDONLY)
-    return fd
+    got = _OPEN_FDS.get(key)
+    if got is None:
+        fd = os.open(path, os.O_RDONLY)
+        got = _OPEN_FDS[key] = (fd, os.fstat(fd).st_size)
+    return got
 
 
 def read_zip_entry(path: str, name: str, entry: tuple[int, int, int, int, int, int]) -> bytes:
@@ -221,14 +223,13 @@ def read_zip_entry(path: str, name: str, entry: tuple[int, int, int, int, int, i
     if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         with zipfile.ZipFile(path) as zf:
             return zf.read(name)
-    fd = _fd(path)
+    fd, end = _fd(path)
     head = os.pread(fd, 30, offset)
     if len(head) < 30 or head[:4] != _LOCAL_HEADER:
         raise ArchiveError(f"{where}: no local file header (damaged archive)")
     start = offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
     # Sizes come from the archive: check them against the file and deflate's limit before allocating them
     # (pread and inflate both allocate the size they are given at once).
-    end = os.fstat(fd).st_size
     if start + csize > end:
         raise ArchiveError(f"{where}: archive ends {start + csize - end} bytes early")
     if size > (csize if method == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO * csize + 1024):
