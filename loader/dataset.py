@@ -415,6 +415,8 @@ class EventShardDataset(IterableDataset):
         index = self._set.index
         self.sensor_size: tuple[int, int] = (int(index["sensor_size"][0]), int(index["sensor_size"][1]))
         self.classes: list[str] = list(index["classes"])
+        self.dataset_id: str = str(index["dataset"])
+        """The index's ``dataset`` id (``"dvs128-gesture"`` …)."""
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled copy for a DataLoader worker (spawn): no decompressor, fresh statistics.

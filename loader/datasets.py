@@ -135,7 +135,7 @@ class ShardFolderDataset(Dataset):
             cache_dir=cache_dir,
             cache_bytes=cache_bytes,
         )
-        got = self._ds._set.index.get("dataset")
+        got = self._ds.dataset_id
         if self.dataset_id and got != self.dataset_id:
             raise ConfigurationError(
                 f"{os.fspath(root)}: a shard set of {got!r}, not {self.dataset_id!r}; "
