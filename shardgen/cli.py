@@ -96,11 +96,14 @@ def _print_summary(s: dict, out: str) -> None:
 
 
 def _sensor(text: str) -> tuple[int, int]:
+    """``--sensor HxW`` through the folder dataset's own parser, as an argparse type."""
+    from shardgen.datasets.base import DatasetError
+    from shardgen.datasets.folder import parse_sensor
+
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 480x640, got {text!r}") from None
-    return h, w
+        return parse_sensor(text)
+    except DatasetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _folder_options(args: argparse.Namespace) -> dict | None:
