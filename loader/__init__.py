@@ -21,10 +21,11 @@ _EXPORTS = {
     "play_frame": "loader.preview",
     "save_frames_png": "loader.preview",
     "save_frames_gif": "loader.preview",
-    "STRUCTURED_DTYPE": "loader.dataset",
-    "events_to_structured": "loader.dataset",
+    "STRUCTURED_DTYPE": "loader.settings",
+    "events_to_structured": "loader.settings",
+    "FrameSetting": "loader.settings",
 }
-_SUBMODULES = ("datasets", "preview", "format", "frames", "collate", "shards", "dataset")
+_SUBMODULES = ("datasets", "preview", "format", "frames", "collate", "shards", "dataset", "order", "settings", "errors")
 
 __all__ = sorted(_EXPORTS) + ["datasets"]
 

@@ -23,8 +23,9 @@ Differences from SpikingJelly, all deliberate (``docs/MIGRATING.md``):
 * ``root`` is a shard set (folder or URL) written by ``shardgen convert``, not a download folder.
 * Labels are the true classes (DVS128 Gesture: csv class − 1; SpikingJelly numbers the folders
   ``0 … 10`` in string order, so its label 2 is class 10).
-* Sample order is the shard set's index order (SpikingJelly: sorted class folders, then file
-  names); ``return_key=True`` gives each item's key, SpikingJelly's file path without ``.npz``.
+* ``ds[i]`` is SpikingJelly's ``i``-th sample of the split (shards store a seeded permutation,
+  recorded in the index); ``return_key=True`` gives each item's key, SpikingJelly's file path
+  without ``.npz``.
 * Frames are ``float32`` (SpikingJelly: ``float64``), same values; event columns keep their compact
   types (``x``, ``y`` ``uint8``/``uint16``, ``p`` ``uint8``, ``t`` ``int64``), same values.
 * ``split_by="time"`` gives an empty frame for an empty window (SpikingJelly raises).
@@ -158,7 +159,7 @@ class ShardFolderDataset(Dataset):
 
     def __len__(self) -> int:
         """Samples in the split (from the index)."""
-        return len(self._ds)
+        return self._ds.split_samples
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
         """Sample ``i`` of the split (index order): one byte-range read, decoded and integrated.
@@ -178,7 +179,7 @@ class ShardFolderDataset(Dataset):
         IndexError
             ``i`` is outside the split (ends a plain ``for x, y in ds`` loop).
         """
-        x, label, key = self._ds.read_item(i)
+        x, label, key = self._ds.read_canonical(i)
         if self.transform is not None:
             x = self.transform(x)
         if self.target_transform is not None:

@@ -22,7 +22,7 @@ import msgpack
 import numpy as np
 import zstandard
 
-from loader.errors import EventshardError
+from loader.errors import FormatError  # defined there (no import circle), raised here
 
 FORMAT_NAME = "eventshard"
 FORMAT_VERSION = 1
@@ -43,10 +43,6 @@ _KEY_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}")  # used with full
 # absolute path, backslash or percent-escape can pass, so an index cannot send the loader elsewhere.
 _SHARD_RE = re.compile(r"(job-[0-9]{4}-of-[0-9]{4}/)?[a-z0-9_\-]+-[0-9]{6}\.tar\.zst")  # used with fullmatch
 _MAX_SENSOR = 1 << 16
-
-
-class FormatError(EventshardError, ValueError):
-    """A shard, sample or index does not follow the eventshard format."""
 
 
 # --------------------------------------------------------------------------- columns
@@ -443,7 +439,19 @@ def validate_index(index: Any) -> dict[str, Any]:
             raise FormatError(
                 f"index.json: split {split!r}: shards hold {total} samples, index says {info.get('samples')}"
             )
+        if "permutation" in info:
+            _check_permutation(info["permutation"], total, split)
     return index
+
+
+def _check_permutation(perm: Any, n: int, split: str) -> None:
+    """A split's ``permutation``: ``{"seed": int, "canonical": [n ints]}``, each of ``0..n-1`` once."""
+    canonical = perm.get("canonical") if isinstance(perm, dict) else None
+    values = np.asarray(canonical if isinstance(canonical, list) else None)
+    if not isinstance(canonical, list) or len(canonical) != n or (n and values.dtype.kind not in "iu"):
+        raise FormatError(f"index.json: split {split!r}: 'permutation' must hold 'canonical', a list of {n} integers")
+    if n and (values.min() < 0 or values.max() >= n or np.bincount(values, minlength=n).max() > 1):
+        raise FormatError(f"index.json: split {split!r}: 'permutation' is not a permutation of 0..{n - 1}")
 
 
 def _is_int(v: Any) -> bool:

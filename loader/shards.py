@@ -23,13 +23,12 @@ No torch here: ``shardgen info`` / ``shardgen verify`` use this module too.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import copy
 import hashlib
 import operator
 import os
-import time
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,53 +36,33 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
 import fsspec
+import numpy as np
 import zstandard
 
 from loader.cache import HashingWriter, ShardCache
-from loader.errors import ConfigurationError, EventshardError, IntegrityError
-from loader.format import INDEX_NAME, FormatError, decode_sample, loads_index
+from loader.errors import (
+    CacheError,
+    ConfigurationError,
+    FormatError,
+    ShardIntegrityError,
+    ShardMissingError,
+    ShardSetNotFoundError,
+    StorageError,
+)
+from loader.format import INDEX_NAME, decode_sample, loads_index
+from loader.retry import call_with_retries, is_transient
+
+__all__ = [
+    "READ_BLOCK", "ON_ERROR", "ReadStats", "ShardSet", "open_shard_set", "verify", "call_with_retries", "is_transient",
+    "StorageError", "ShardIntegrityError", "ShardMissingError", "ShardSetNotFoundError",
+]
 
 READ_BLOCK = 8 * 1024 * 1024
-MAX_BACKOFF = 30.0
 ON_ERROR = ("raise", "skip")
+READ_AHEAD_THREADS = 4  # blocks read ahead at once per process (one per interleaved run, see loader.order)
+_POOL_LOCK = threading.Lock()
 
 T = TypeVar("T")
-
-
-class StorageError(EventshardError, OSError):
-    """A read that kept failing on transient errors; the message names the URL and the byte range."""
-
-
-class ShardIntegrityError(IntegrityError, FormatError):
-    """A shard is not what the index promises: missing, another size or sha256, a sample that does not decode.
-
-    The message starts with the shard's URL, then, where one sample is concerned, its number in the
-    shard and its byte offset. Also a :class:`~loader.format.FormatError` (what these cases raised
-    before), so handlers written against either class keep working.
-
-    Attributes
-    ----------
-    url : str or None
-        The shard's URL.
-    sample : int or None
-        The sample's number in the shard (the first one cut off, for a truncated shard).
-    offset : int or None
-        The byte offset in the shard where the problem starts.
-    """
-
-    def __init__(self, message: str, url: str | None = None, sample: int | None = None, offset: int | None = None):
-        super().__init__(message)
-        self.url = url
-        self.sample = sample
-        self.offset = offset
-
-
-class ShardMissingError(ShardIntegrityError, FileNotFoundError):
-    """The index names a shard that is not there (also a ``FileNotFoundError``; never retried)."""
-
-
-class ShardSetNotFoundError(EventshardError, FileNotFoundError):
-    """No ``index.json`` at the URL: not a shard set, or its conversion did not finish."""
 
 
 class _ShortRead(OSError):
@@ -115,105 +94,6 @@ class ReadStats:
     bytes_read: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
-
-
-# Exceptions of storage libraries that mean "try again", by class name so that none is imported here.
-_TRANSIENT_CLASSES = frozenset(
-    {
-        "botocore.exceptions.ConnectionError",  # EndpointConnectionError, ConnectionClosedError, …
-        "botocore.exceptions.HTTPClientError",  # ReadTimeoutError, …
-        "botocore.exceptions.IncompleteReadError",
-        "botocore.exceptions.ResponseStreamingError",
-        "aiohttp.client_exceptions.ClientConnectionError",  # ServerDisconnectedError, …
-        "aiohttp.client_exceptions.ClientPayloadError",
-        "fsspec.exceptions.FSTimeoutError",
-        "http.client.IncompleteRead",
-        "urllib3.exceptions.ProtocolError",
-    }
-)
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
-
-
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status an exception (or the one it was translated from) carries, if any."""
-    for e in (exc, exc.__cause__):
-        if e is None:
-            continue
-        status = getattr(e, "status", None)  # aiohttp.ClientResponseError
-        if isinstance(status, int):
-            return status
-        response = getattr(e, "response", None)  # botocore ClientError (s3fs puts it in __cause__)
-        if isinstance(response, dict):
-            code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if isinstance(code, int):
-                return code
-    return None
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failed storage request is worth repeating.
-
-    True for connection errors, timeouts, HTTP 5xx, 408 and 429, and other ``OSError`` s; false for
-    missing files, permission errors, other HTTP 4xx and :class:`~loader.format.FormatError`.
-    """
-    if isinstance(exc, (*_PERMANENT, FormatError)):
-        return False
-    status = _http_status(exc)
-    if status is not None:
-        return status >= 500 or status in (408, 429)
-    if isinstance(exc, OSError | TimeoutError | asyncio.TimeoutError):
-        return True
-    return any(f"{c.__module__}.{c.__qualname__}" in _TRANSIENT_CLASSES for c in type(exc).__mro__)
-
-
-def call_with_retries(
-    fn: Callable[[], T],
-    what: str,
-    *,
-    retries: int = 5,
-    backoff: float = 0.2,
-    on_retry: Callable[[BaseException], None] | None = None,
-) -> T:
-    """Call ``fn()``, repeating it after transient errors (:func:`is_transient`) with exponential backoff.
-
-    Parameters
-    ----------
-    fn : callable
-        The request.
-    what : str
-        What ``fn`` reads (URL and byte range), for the error message.
-    retries : int
-        Repeats after the first attempt; waits ``backoff, 2·backoff, 4·backoff, …`` (at most
-        :data:`MAX_BACKOFF` s each) in between.
-    backoff : float
-        First wait in seconds.
-    on_retry : callable, optional
-        Called with the exception before each repeat (to count them).
-
-    Raises
-    ------
-    StorageError
-        The last attempt failed on a transient error too (names ``what``; the cause is chained).
-    Exception
-        A non-transient error, unchanged, at once.
-    """
-    delay = float(backoff)
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            if attempt >= retries:
-                raise StorageError(
-                    f"{what}: still failing after {attempt + 1} attempts: {type(exc).__name__}: {exc}"
-                ) from exc
-            attempt += 1
-            if on_retry is not None:
-                on_retry(exc)
-            time.sleep(min(delay, MAX_BACKOFF))
-            delay *= 2
 
 
 HTTP_READ_TIMEOUT = 60.0
@@ -292,6 +172,7 @@ class ShardSet:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._starts: dict[str, list[int]] = {}  # per split: first position of every shard
+        self._stored_at: dict[str, np.ndarray] = {}  # per permuted split: dataset position -> stored position
 
     @property
     def fs(self) -> Any:
@@ -350,6 +231,35 @@ class ShardSet:
             raise IndexError(f"sample {i} outside split {split!r} of {n} samples")
         pos = bisect.bisect_right(starts, i) - 1
         return shards[pos], i - starts[pos]
+
+    def stored_position(self, split: str, i: int) -> int:
+        """Where the ``i``-th sample of ``split`` in the dataset's own order (SpikingJelly's) is stored.
+
+        The index's ``permutation`` of the split (``docs/FORMAT.md``) says which sample each stored
+        position holds; without one, stored order is the dataset's order.
+
+        Raises
+        ------
+        IndexError
+            ``i`` is outside the split.
+        """
+        self.shards(split)  # an unknown split raises
+        n = int(self.index["splits"][split]["samples"])
+        i = operator.index(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"sample {i} outside split {split!r} of {n} samples")
+        inverse = self._stored_at.get(split)
+        if inverse is None:
+            perm = self.index["splits"][split].get("permutation")
+            if perm is None:
+                return i
+            canonical = np.asarray(perm["canonical"], dtype=np.int64)
+            inverse = np.empty_like(canonical)
+            inverse[canonical] = np.arange(len(canonical), dtype=np.int64)
+            self._stored_at[split] = inverse
+        return int(inverse[i])
 
     def read_sample(self, split: str, i: int, stats: ReadStats | None = None) -> bytes:
         """The compressed frame of sample ``i`` of ``split``: one byte-range read by the index's offsets.
@@ -497,8 +407,9 @@ class ShardSet:
         stop: int,
         on_error: str = "raise",
         stats: ReadStats | None = None,
+        block: int | None = None,
     ) -> Iterator[memoryview]:
-        """Yield the compressed frames of samples ``start..stop-1``, reading about 8 MiB at a time.
+        """Yield the compressed frames of samples ``start..stop-1``, reading about ``block`` bytes at a time.
 
         Parameters
         ----------
@@ -513,12 +424,20 @@ class ShardSet:
             warning ``"eventshard: skipped <url>: <why>"`` is issued.
         stats : ReadStats, optional
             Where retries, skips and bytes are counted (default :attr:`stats`).
+        block : int, optional
+            Bytes per read (at least one sample; default :data:`READ_BLOCK`); the next block is read
+            ahead while this one is used.
+
+        Raises
+        ------
+        CacheError
+            The cache folder failed (full, not writable): raised whatever ``on_error`` says.
         """
         if on_error not in ON_ERROR:
             raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         stats = self.stats if stats is None else stats
         offsets = shard["offsets"]
-        blocks = _blocks(offsets, start, stop)
+        blocks = _blocks(offsets, start, stop, block)
         fh: BinaryIO | None = None
         pending: Future[bytes] | None = None
         try:
@@ -540,7 +459,7 @@ class ShardSet:
                         if self.prefetch and n + 1 < len(blocks):  # fetch the next block while this one is used
                             pending = self._executor().submit(self.read_range, shard, *blocks[n + 1], stats)
                 except (OSError, FormatError) as exc:
-                    if on_error == "raise":
+                    if on_error == "raise" or isinstance(exc, CacheError):
                         raise
                     url = self.shard_url(shard)
                     stats.skipped_shards.append(url)
@@ -558,20 +477,27 @@ class ShardSet:
                 fh.close()
 
     def _executor(self) -> ThreadPoolExecutor:
-        """This process's read-ahead thread (threads do not survive a fork)."""
-        if self._pool is None or self._pool_pid != os.getpid():
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventshard-read-ahead")
-            self._pool_pid = os.getpid()
-        return self._pool
+        """This process's read-ahead threads (threads do not survive a fork)."""
+        pool = self._pool
+        if pool is None or self._pool_pid != os.getpid():
+            with _POOL_LOCK:
+                if self._pool is None or self._pool_pid != os.getpid():
+                    self._pool = ThreadPoolExecutor(max_workers=READ_AHEAD_THREADS,
+                                                    thread_name_prefix="eventshard-read-ahead")
+                    self._pool_pid = os.getpid()
+                pool = self._pool
+        return pool
 
 
-def _blocks(offsets: list[int], start: int, stop: int) -> list[tuple[int, int]]:
-    """Samples ``start..stop-1`` cut into runs ``(i, j)`` of about :data:`READ_BLOCK` bytes (at least one sample)."""
+def _blocks(offsets: list[int], start: int, stop: int, block: int | None = None) -> list[tuple[int, int]]:
+    """Samples ``start..stop-1`` cut into runs ``(i, j)`` of about ``block`` bytes (default :data:`READ_BLOCK`;
+    at least one sample)."""
+    block = READ_BLOCK if block is None else block
     out = []
     i = start
     while i < stop:
         j = i + 1
-        while j < stop and offsets[j + 1] - offsets[i] <= READ_BLOCK:
+        while j < stop and offsets[j + 1] - offsets[i] <= block:
             j += 1
         out.append((i, j))
         i = j

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--num-jobs", type=int, default=1, help="spread the conversion over J jobs (then: shardgen merge)")
     c.add_argument("--job-index", type=int, default=0, help="which of the J jobs this is (0 … J-1)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.add_argument("--sample-order", choices=["shuffled", "dataset"], default="shuffled",
+                   help="store each split in a seeded permutation (default; recorded in index.json) or as listed")
+    c.add_argument("--order-seed", type=int, default=0, help="seed of that permutation")
     c.add_argument("--split-rule", choices=["ratio", "ordered", "first-k", "official"], default=None,
                    help="how to split a dataset that has no official split (default: the dataset's own)")
     c.add_argument("--train-ratio", type=float, default=None, help="share of each class in train (ratio, ordered)")
@@ -165,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 job_index=args.job_index,
                 split=_split_options(args),
                 options=_folder_options(args),
+                sample_order=args.sample_order,
+                order_seed=args.order_seed,
             )
             for w in s["warnings"]:
                 print(f"shardgen: warning: {w}", file=sys.stderr)

@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import time
+import zlib
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -23,14 +24,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from loader.allocator import keep_freed_memory
 from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
 from shardgen import jobs
+from shardgen.cleanup import clean_up
 from shardgen.datasets import get_dataset
 from shardgen.datasets.base import DatasetError, RecordingTask, Source, Want, read_all, want_all
 from shardgen.progress import Progress
 from shardgen.sharedbuf import SlotPool
-from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput, ShardWriter
+from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput
 
 TOOL_VERSION = "eventshard 0.1.0"
 SLOT_BYTES = 1 << 30  # virtual size of one shared slot; only the bytes written use memory
@@ -128,6 +132,8 @@ def convert(
     job_index: int = 0,
     split: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
+    sample_order: str = "shuffled",
+    order_seed: int = 0,
 ) -> dict[str, Any]:
     """Convert the raw download of ``dataset_id`` in ``raw`` into a shard set at ``out``.
 
@@ -162,6 +168,11 @@ def convert(
     options : dict, optional
         Dataset-specific options (the ``folder`` dataset: ``labels``, ``window_us``, ``stride_us``,
         ``sensor``, ``format``); a dataset that takes none refuses them.
+    sample_order : {"shuffled", "dataset"}
+        Store each split in a permutation seeded by ``order_seed`` (recorded in ``index.json``), so
+        that reading a class-sorted download still mixes the classes; or in the dataset's order.
+    order_seed : int
+        Seed of that permutation.
 
     Returns
     -------
@@ -182,11 +193,15 @@ def convert(
     if set(extra) - set(takes):
         raise DatasetError(f"{dataset_id} takes no option {', '.join(sorted(set(extra) - set(takes)))}")
     src = mod.open_source(Path(raw), check_md5=check_md5, split=split, **extra)
+    failing = True
     try:
-        return _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
-                        num_jobs, job_index, want, t_start)
+        assembler_options = {"sample_order": sample_order, "order_seed": order_seed}
+        summary = _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
+                           num_jobs, job_index, want, t_start, assembler_options)
+        failing = False
+        return summary
     finally:
-        src.close()
+        clean_up([src.close], failing)
 
 
 def _convert(
@@ -204,12 +219,14 @@ def _convert(
     job_index: int,
     want: Want,
     t_start: float,
+    assembler_options: dict[str, Any],
 ) -> dict[str, Any]:
     """:func:`convert` once the source is open."""
     if num_jobs > 1:
         jobs.retire_merged_index(out)
         out = jobs.job_url(out, num_jobs, job_index)
     results: dict[str, RecordingResult] = {}
+    failing = True
     with ShardSetOutput(out) as output:
         parts = output.scratch_dir()
         forking = sys.platform.startswith("linux")
@@ -221,7 +238,7 @@ def _convert(
         bar = Progress("recordings", None, unit="rec", enabled=progress)
         try:
             inflight: dict[Future[RecordingResult], object] = {}
-            assembler = _Assembler(output, shard_size, want)
+            assembler = _Assembler(output, shard_size, want, **assembler_options)
 
             def collect(done: set[Future[RecordingResult]]) -> None:
                 for fut in done:
@@ -231,10 +248,6 @@ def _convert(
                     del inflight[fut]
                     results[res.name] = res
                     bar.update(1)
-                known = src.known_order()
-                if known is not None:
-                    assembler.set_order(known)
-                assembler.feed(results)
 
             stage = slots.stage if slots is not None else read_all
             submitted: set[str] = set()
@@ -252,10 +265,8 @@ def _convert(
             assembler.set_order(full_order)
             order = assembler.order
             assert order is not None
-            assembler.feed(results)  # append what is done while the last recordings are processed
             while inflight:
                 collect(wait(inflight, return_when=FIRST_COMPLETED).done)
-            assembler.set_order(order)
             index = _index(mod, src, assembler.finish(results), level)
             if num_jobs > 1:
                 index["job"] = {"index": job_index, "count": num_jobs}
@@ -268,34 +279,42 @@ def _convert(
             seconds = time.perf_counter() - t_start
             summary["seconds"] = round(seconds, 3)
             summary["events_per_second"] = round(summary["events"] / seconds) if seconds > 0 else None
+            failing = False
             return summary
         except BaseException:
             for fut in inflight:
                 fut.cancel()
             raise
         finally:
-            bar.close()
-            pool.shutdown(wait=True, cancel_futures=True)
+            steps = [bar.close, lambda: pool.shutdown(wait=True, cancel_futures=True)]
             if slots is not None:
-                slots.close()
-            shutil.rmtree(parts, ignore_errors=True)
+                steps.append(slots.close)
+            clean_up([*steps, lambda: shutil.rmtree(parts, ignore_errors=True)], failing)
+
+
+SAMPLE_ORDERS = ("shuffled", "dataset")
+"""How shards store a split: a seeded permutation (default) or the dataset's own order."""
 
 
 class _Assembler:
-    """Appends finished recordings' part files to their split's shards, in the dataset's order.
+    """Writes the finished recordings' samples into their split's shards.
 
-    It runs as soon as the split lists are known (at once for an extracted folder, or when the
-    archive member holding them has been read), so most of the shards are written while workers
-    are still busy; whatever is still missing is appended at the end.
+    Once every recording is done, each split's samples (the dataset's order: split list, then
+    sample order within a recording) are written in a seeded permutation (``sample_order=
+    "shuffled"``), recorded in the split's ``permutation``, or as they are (``"dataset"``). Frames
+    are read back one at a time from the part files, so the main process never holds a recording.
     """
 
-    def __init__(self, output: ShardSetOutput, shard_size: int, want: Want = want_all):
+    def __init__(self, output: ShardSetOutput, shard_size: int, want: Want = want_all,
+                 sample_order: str = "shuffled", order_seed: int = 0):
+        if sample_order not in SAMPLE_ORDERS:
+            raise DatasetError(f"sample order must be one of {', '.join(SAMPLE_ORDERS)}, got {sample_order!r}")
         self.output = output
         self.shard_size = shard_size
         self.want = want
+        self.sample_order = sample_order
+        self.order_seed = int(order_seed)
         self.order: dict[str, list[str]] | None = None
-        self.writers: dict[str, ShardWriter] = {}
-        self.next: dict[str, int] = {}
 
     def set_order(self, order: dict[str, list[str]] | None) -> None:
         """Adopt the split lists once known (only the recordings ``want`` selects); refuse duplicates."""
@@ -308,33 +327,64 @@ class _Assembler:
                     raise DatasetError(f"recording {name} is listed twice in the split lists")
                 seen.add(name)
         self.order = {split: [n for n in names if self.want(n)] for split, names in order.items()}
-        for split in order:
-            self.writers[split] = self.output.writer(split, self.shard_size)
-            self.next[split] = 0
 
-    def feed(self, results: dict[str, RecordingResult]) -> None:
-        """Append every recording whose predecessors in its split are all written."""
-        if self.order is None:
-            return
-        for split, names in self.order.items():
-            i, writer = self.next[split], self.writers[split]
-            while i < len(names) and names[i] in results:
-                res = results[names[i]]
-                with open(res.part, "rb") as f:
-                    writer.add_many(f.read(), res.sizes, res.events)
-                os.unlink(res.part)
-                i += 1
-            self.next[split] = i
+    def permutation(self, split: str, n: int) -> np.ndarray | None:
+        """Stored position ``j`` holds the dataset's sample ``perm[j]`` (``None``: the dataset's order)."""
+        if self.sample_order == "dataset":
+            return None
+        return np.random.default_rng([self.order_seed, zlib.crc32(split.encode("utf-8"))]).permutation(n)
 
     def finish(self, results: dict[str, RecordingResult]) -> dict[str, Any]:
-        """Append the rest, check that every listed recording was found, close the shards."""
-        self.feed(results)
+        """Check that every listed recording was found, write every split; return their index entries."""
         assert self.order is not None
         for split, names in self.order.items():
-            if self.next[split] < len(names):
-                name = names[self.next[split]]
-                raise DatasetError(f"{name}: listed for split {split!r} but not found in the download")
-        return {split: w.close() for split, w in self.writers.items()}
+            for name in names:
+                if name not in results:
+                    raise DatasetError(f"{name}: listed for split {split!r} but not found in the download")
+        frames = _PartFrames()
+        try:
+            return {split: self._write(split, [results[n] for n in names], frames)
+                    for split, names in self.order.items()}
+        finally:
+            frames.close()
+
+    def _write(self, split: str, recordings: list[RecordingResult], frames: _PartFrames) -> dict[str, Any]:
+        where = [(res, k) for res in recordings for k in range(len(res.sizes))]
+        offsets = {id(res): np.concatenate([[0], np.cumsum(res.sizes, dtype=np.int64)]) for res in recordings}
+        perm = self.permutation(split, len(where))
+        writer = self.output.writer(split, self.shard_size)
+        for i in perm.tolist() if perm is not None else range(len(where)):
+            res, k = where[i]
+            writer.add(frames.read(res.part, int(offsets[id(res)][k]), res.sizes[k]), res.events[k])
+        info = writer.close()
+        if perm is not None:
+            info["permutation"] = {"seed": self.order_seed, "canonical": perm.tolist()}
+        return info
+
+
+class _PartFrames:
+    """Reads sample frames out of part files, keeping a bounded number of them open."""
+
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        fd = self._fds.get(path)
+        if fd is None:
+            if len(self._fds) >= self.LIMIT:
+                self.close()
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        data = os.pread(fd, size, offset)
+        if len(data) != size:
+            raise DatasetError(f"{path}: part file shorter than its samples (byte {offset})")
+        return data
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> dict[str, Any]:
@@ -364,6 +414,14 @@ def _add_views(index: dict[str, Any], src: Source) -> None:
             "shards": shards,
             "view_of": list(parts),
         }
+        if any("permutation" in index["splits"][part] for part in parts):  # the parts' orders one after the other
+            canonical: list[int] = []
+            for part in parts:
+                info = index["splits"][part]
+                own = info["permutation"]["canonical"] if "permutation" in info else range(info["samples"])
+                offset = len(canonical)
+                canonical.extend(offset + c for c in own)
+            index["splits"][name]["permutation"] = {"seed": None, "canonical": canonical}
 
 
 def _summary(

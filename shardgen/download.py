@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from loader.retry import backoff_delay
 from shardgen.archive import md5_file
 from shardgen.datasets.base import DatasetError, Resource
 from shardgen.progress import Progress, human_bytes, stderr_is_terminal
@@ -45,7 +46,6 @@ CHUNK = 1 << 20
 
 """Seconds between progress log lines when no bar is shown."""
 
-MAX_BACKOFF = 30.0
 """Longest wait between two tries, in seconds."""
 
 HTTP_CONNECT_TIMEOUT = 30.0
@@ -464,7 +464,7 @@ class _Fetcher:
                         f"{dest}: cannot fetch {url}: {exc} (gave up after {failures} tries in a row without new "
                         f"bytes; {human_bytes(pos)} kept in {part.name}, run again to resume)"
                     ) from exc
-                wait = min(MAX_BACKOFF, self.backoff * 2 ** (failures - 1))
+                wait = backoff_delay(self.backoff, failures)
                 self.log(f"{resource.file}: {exc}; retry {failures} of {self.retries} in {wait:.1f} s")
                 time.sleep(wait)
             finally:
@@ -517,7 +517,7 @@ def fetch_resources(
     log : callable, optional
         Receives one line per event (start, resume, retry, done). Default: print to stderr.
     backoff : float
-        Seconds to wait before the first retry; doubled for each further one, at most :data:`MAX_BACKOFF`.
+        Seconds to wait before the first retry; doubled for each further one, at most :data:`loader.retry.MAX_BACKOFF`.
     storage_options : dict, optional
         Passed to fsspec for the mirror's (or a URL's) file system, e.g. ``endpoint_url`` for ``s3://``;
         ``client_kwargs`` for HTTP go to aiohttp.

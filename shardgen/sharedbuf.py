@@ -54,13 +54,15 @@ class SlotPool:
             return src.read(length)
         slot = self.free.pop()
         _populate(_SLOTS[slot], length)
-        view = memoryview(_SLOTS[slot])[:length]
         got = 0
-        while got < length:
-            n = src.readinto(view[got:])
-            if not n:
-                break
-            got += n
+        # released on the way out, also when the read fails: a view left in a traceback would keep
+        # the slot from being unmapped
+        with memoryview(_SLOTS[slot]) as whole, whole[:length] as view:
+            while got < length:
+                n = src.readinto(view[got:])
+                if not n:
+                    break
+                got += n
         return SlotRef(slot, got)
 
     def release(self, ref: object) -> None:
@@ -69,10 +71,17 @@ class SlotPool:
             self.free.append(ref.slot)
 
     def close(self) -> None:
-        """Unmap the slots (only once no worker uses them any more)."""
+        """Unmap the slots (only once no worker uses them any more).
+
+        A slot still viewed somewhere (a view kept by an error's traceback) stays mapped until the
+        process ends: closing never raises, so it cannot hide the error that ended the run.
+        """
         for i in range(self.base, len(_SLOTS)):
             m = _SLOTS[i]
             if m is not None:
-                m.close()
+                try:
+                    m.close()
+                except BufferError:
+                    continue
                 _SLOTS[i] = None
         self.free = []

@@ -45,6 +45,8 @@ from loader.format import (
     new_compressor,
     shard_name,
 )
+from loader.retry import call_with_retries
+from shardgen.cleanup import clean_up
 
 DEFAULT_SHARD_SIZE = 32 * 1024 * 1024
 UPLOAD_THREADS = 4  # shards uploaded at once to a URL output
@@ -526,8 +528,6 @@ class ShardSetOutput:
 
     def _upload(self, fs: Any, local: Path, remote: str, name: str) -> None:
         """Upload one file, retried on transient errors, and check its size there (``OSError`` naming the URL)."""
-        from loader.shards import call_with_retries
-
         url = f"{self.out.rstrip('/')}/{name}"
         size = local.stat().st_size
 
@@ -575,5 +575,5 @@ class ShardSetOutput:
     def __enter__(self) -> ShardSetOutput:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        clean_up([self.cleanup], failing=exc_type is not None)

@@ -114,6 +114,18 @@ def write_shard_set(
     return truth
 
 
+def in_dataset_order(stored: list[Any], split_info: dict[str, Any]) -> list[Any]:
+    """Items of a split listed in stored (shard) order, put in the dataset's order by the index's
+    ``permutation`` (stored position ``j`` holds the dataset's sample ``canonical[j]``)."""
+    perm = split_info.get("permutation")
+    if perm is None:
+        return list(stored)
+    out: list[Any] = [None] * len(stored)
+    for j, c in enumerate(perm["canonical"]):
+        out[c] = stored[j]
+    return out
+
+
 @pytest.fixture(scope="session")
 def shard_set_writer() -> Callable[..., dict[str, dict[str, Any]]]:
     """The function that writes a synthetic shard set (see :func:`write_shard_set`)."""

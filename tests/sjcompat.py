@@ -30,6 +30,12 @@ def import_spikingjelly_datasets() -> types.ModuleType:
         ):
             _LIB.define(schema)
     sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
+    import spikingjelly.configure as sj_configure
     import spikingjelly.datasets as sjd
 
+    # SpikingJelly converts files in a thread pool whose threads call np.load, which parses .npy
+    # headers with ast.literal_eval. CPython 3.11 keeps the AST recursion depth in global state
+    # (gh-106905), so parsing in several threads at once now and then fails with "SystemError: AST
+    # constructor recursion depth mismatch". One thread makes the reference deterministic.
+    sj_configure.max_threads_number_for_datasets_preprocess = 1
     return sjd

@@ -18,6 +18,7 @@ from shardgen.datasets import DATASETS
 from shardgen.datasets.base import DatasetError
 from shardgen.datasets.folder import parse_labels_csv, window_starts
 from shardgen.formats import read_events
+from tests.conftest import in_dataset_order
 from tests.gen_folder import Events, random_recording, select, write_recording
 from tests.realdata import REALDATA, real_files
 
@@ -40,7 +41,7 @@ def run(raw: Path, out: Path, split: dict | None = None, workers: int = 2, **opt
 
 
 def read_set(out: Path) -> tuple[dict[str, Any], dict[str, list[Sample]]]:
-    """``index.json`` and every sample ``(key, events, meta)`` of each real split, in shard order."""
+    """``index.json`` and every sample ``(key, events, meta)`` of each real split, in the dataset's order."""
     index = json.loads((out / "index.json").read_text())
     dctx = zstandard.ZstdDecompressor()
     splits: dict[str, list[Sample]] = {}
@@ -55,7 +56,7 @@ def read_set(out: Path) -> tuple[dict[str, Any], dict[str, list[Sample]]]:
                 key, ev, meta = decode_sample(data[a:b], dctx)
                 assert ev is not None
                 items.append((key, ev, meta))
-        splits[split] = items
+        splits[split] = in_dataset_order(items, info)
     return index, splits
 
 

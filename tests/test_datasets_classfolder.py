@@ -56,11 +56,12 @@ def expected_events(dataset: str, raw: dict[str, np.ndarray]) -> dict[str, np.nd
 
 
 def read_split(out: Path, split: str) -> list[tuple[str, dict[str, np.ndarray], int]]:
-    """``(key, events, label)`` of every sample of ``split`` in shard order, through the loader."""
+    """``(key, events, label)`` of every sample of ``split`` in the dataset's order (the index's permutation
+    undone), through the loader."""
     from loader import EventShardDataset
 
     ds = EventShardDataset(out, split=split, data_type="event", shuffle=False, return_key=True)
-    return [(key, ev, int(label)) for ev, label, key in ds]
+    return [(key, ev, int(label)) for ev, label, key in map(ds.read_canonical, range(ds.split_samples))]
 
 
 def assert_same_events(got: dict[str, np.ndarray], want: dict[str, np.ndarray], key: str) -> None:

@@ -23,7 +23,7 @@ import pytest
 from torch.utils.data import DataLoader
 
 from loader import EventShardDataset
-from loader.dataset import padded_length, plan, rank_range
+from loader.order import padded_length, plan, rank_range
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
 
@@ -41,9 +41,9 @@ def set31(tmp_path_factory, shard_set_writer):
 
 def _global_sequence(shard_samples, shuffle, seed, epoch):
     """(shard, sample) of the epoch's global sequence, written out independently of plan()."""
-    order = list(range(len(shard_samples)))
+    order = [s for s in range(len(shard_samples)) if shard_samples[s]]  # an empty shard is no unit of the order
     if shuffle:
-        order = np.random.default_rng([seed, epoch]).permutation(len(shard_samples)).tolist()
+        order = [order[i] for i in np.random.default_rng([seed, epoch]).permutation(len(order)).tolist()]
     return [(s, i) for s in order for i in range(shard_samples[s])]
 
 
@@ -154,8 +154,10 @@ def test_dataset_ranks_times_workers(set31, world, num_workers, even):
     for rank in range(world):
         ds = EventShardDataset(path, shuffle=True, seed=4, return_key=True, rank=rank, world_size=world, even=even)
         part = _keys(ds, num_workers, batch_size=3 if num_workers else None)
-        assert len(part) == ds.samples_per_rank()
-        assert len(ds) == n  # __len__ stays the split's sample count
+        assert len(part) == ds.samples_per_rank() == len(ds)  # __len__ is this rank's samples per epoch
+        assert ds.split_samples == n
+        if num_workers:  # len(DataLoader) is this rank's number of steps
+            assert len(DataLoader(ds, batch_size=3, num_workers=num_workers)) == -(-len(part) // 3)
         counts.append(len(part))
         got += part
     seen = Counter(got)

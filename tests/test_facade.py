@@ -20,6 +20,7 @@ from loader import EventShardDataset
 from loader.datasets import ASLDVS, CIFAR10DVS, NMNIST, DVS128Gesture, NCaltech101
 from loader.shards import ShardSet
 from shardgen.convert import convert
+from tests.conftest import in_dataset_order
 from tests.gen_dvsgesture import write_gesture_download
 
 T = 8
@@ -129,18 +130,20 @@ def test_events_equal_spikingjelly(split, gesture, spikingjelly):
 
 
 def test_items_equal_streaming_dataset(gesture):
-    """``ds[i]`` is item ``i`` of the unshuffled stream (index order)."""
+    """``ds[i]`` is the unshuffled stream's item at the stored position the index's permutation gives."""
     _, out = gesture
     facade = DVS128Gesture(out, train=True, data_type="frame", frames_number=4, split_by="time", return_key=True)
     stream = EventShardDataset(out, "train", data_type="frame", frames_number=4, split_by="time", shuffle=False,
                                return_key=True)
     items = list(stream)
     assert len(items) == len(facade)
-    for i, (x, label, key) in enumerate(items):
+    ordered = in_dataset_order(items, json.loads((out / "index.json").read_text())["splits"]["train"])
+    assert [k for _, _, k in ordered] != [k for _, _, k in items]  # the shards hold a permutation
+    for i, (x, label, key) in enumerate(ordered):
         fx, flabel, fkey = facade[i]
         assert (fkey, flabel) == (key, label)
         np.testing.assert_array_equal(fx, x)
-    assert facade[-1][2] == items[-1][2]
+    assert facade[-1][2] == ordered[-1][2]
 
 
 # ----------------------------------------------------------------------------------------------- map-style
@@ -160,8 +163,8 @@ def test_getitem_reads_one_byte_range(gesture, monkeypatch):
     index = json.loads((out / "index.json").read_text())
     shards = index["splits"]["train"]["shards"]
     assert len(shards) > 2
-    i = shards[0]["samples"] + shards[1]["samples"] + 1  # sample 1 of the third shard
-    ds[i]
+    stored = shards[0]["samples"] + shards[1]["samples"] + 1  # sample 1 of the third shard
+    ds[index["splits"]["train"]["permutation"]["canonical"][stored]]  # the dataset's sample stored there
     offs = shards[2]["offsets"]
     assert reads == [(shards[2]["file"], offs[1], offs[2])]
 

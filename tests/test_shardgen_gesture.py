@@ -24,6 +24,7 @@ from loader.shards import open_shard_set
 from shardgen.cli import main
 from shardgen.datasets import dvs128_gesture
 from shardgen.datasets.base import RecordingTask
+from tests.conftest import in_dataset_order
 from tests.gen_dvsgesture import (
     GESTURE_MAPPING,
     LICENSE_TEXT,
@@ -61,7 +62,7 @@ def convert_argv(raw: Path, out: Path, *extra: str, workers: int = 2, no_md5: bo
 
 
 def read_set(out: Path) -> dict[str, list[tuple[str, dict, dict]]]:
-    """split -> [(key, events, meta)] in index order, each sample fetched by its byte range."""
+    """split -> [(key, events, meta)] in the dataset's order (the index's permutation undone)."""
     ss = open_shard_set(out)
     dctx = zstandard.ZstdDecompressor()
     result = {}
@@ -70,7 +71,7 @@ def read_set(out: Path) -> dict[str, list[tuple[str, dict, dict]]]:
         for shard in ss.shards(split):
             for frame in ss.iter_frames(shard, 0, shard["samples"]):
                 items.append(decode_sample(bytes(frame), dctx))
-        result[split] = items
+        result[split] = in_dataset_order(items, ss.index["splits"][split])
     return result
 
 
@@ -209,7 +210,7 @@ def test_parity_with_spikingjelly(split, spikingjelly_events, converted_samples)
 
 
 def test_event_dataset_reads_the_same(converted, converted_samples):
-    """EventShardDataset(data_type='event', shuffle=False, return_key=True) gives the same samples in order."""
+    """EventShardDataset(data_type='event', shuffle=False, return_key=True) gives the samples in stored order."""
     pytest.importorskip("torch")
     from loader import EventShardDataset
 
@@ -217,7 +218,9 @@ def test_event_dataset_reads_the_same(converted, converted_samples):
         ds = EventShardDataset(converted[0], split=split, data_type="event", shuffle=False, return_key=True)
         items = list(ds)
         assert len(ds) == len(items) == len(converted_samples[split])
-        for (ev, label, key), (k2, ev2, meta) in zip(items, converted_samples[split], strict=True):
+        canonical = json.loads((converted[0] / "index.json").read_text())["splits"][split]["permutation"]["canonical"]
+        stored = [converted_samples[split][c] for c in canonical]  # stored position j holds sample canonical[j]
+        for (ev, label, key), (k2, ev2, meta) in zip(items, stored, strict=True):
             assert key == k2
             assert int(label) == meta["label"] == int(key.split("/")[0])
             assert_events_equal(ev, ev2, key)
@@ -272,7 +275,8 @@ def test_zstd_tar_lists_member_pairs(converted, converted_samples):
         tar_bytes = subprocess.run(["zstd", "-dc", str(out / shard["file"])], capture_output=True, check=True).stdout
         listing = subprocess.run(["tar", "t"], input=tar_bytes, capture_output=True, check=True)
         names = listing.stdout.decode().splitlines()
-        keys = [k for k, _, _ in converted_samples[split][: shard["samples"]]]
+        canonical = index["splits"][split]["permutation"]["canonical"]
+        keys = [converted_samples[split][c][0] for c in canonical[: shard["samples"]]]
         assert names == [n for k in keys for n in (f"{k}.events.msgpack", f"{k}.label.msgpack")]
         assert listing.stderr == b""
 
