@@ -303,3 +303,17 @@ def test_cli_list_info_and_preview(converted, tmp_path):
 
     img = np.asarray(Image.open(png).convert("RGB"))
     assert img.shape[0] > 700 and img.max() > 0
+
+
+def test_microsecond_rounding_and_float16_recovery():
+    """Every positive float16 from 2**-9 s on comes back exactly from its µs; halves round up."""
+    from loader.sensor1d import seconds_float16
+    from shardgen.formats.spikes_h5 import seconds_to_us
+
+    f = np.arange(0x0001, 0x7C00, dtype=np.uint16).view(np.float16)  # every finite positive float16
+    t = seconds_to_us(f)
+    np.testing.assert_array_equal(t, us(f))  # the independent rule of the generator
+    keep = f >= TINY
+    np.testing.assert_array_equal(seconds_float16(t[keep]), f[keep])
+    assert not np.all(seconds_float16(t[~keep]) == f[~keep])  # below 1.95 ms µs cannot tell them all apart
+    assert seconds_to_us(np.array([2.0**-7], np.float16)).tolist() == [7813]  # 7812.5 µs: half up
