@@ -224,6 +224,14 @@ def test_missing_file_and_bad_rows_name_the_file(tmp_path):
         f["spikes/units"][3] = u
     with pytest.raises(DatasetError, match=r"shd_test.h5: row 3: spike 1 has unit 700"):
         convert("shd", dl.root, tmp_path / "o2", workers=1, check_md5=False, progress=False)
+    with h5py.File(dl.root / "shd_test.h5", "r+") as f:
+        f["spikes/units"][3] = u % 700
+        t = f["spikes/times"][4].copy()
+        f["spikes/times"][4] = t[::-1]  # decreasing times are kept as recorded, and counted
+    summary = convert("shd", dl.root, tmp_path / "o2b", workers=1, check_md5=False, progress=False)
+    assert [w for w in summary["warnings"] if "decreasing" in w] == [
+        "shd_test.h5: 1 samples of rows 0-4 have decreasing spike times (kept as recorded; frames need "
+        "non-decreasing times)"]
     (dl.root / "shd_test.h5").write_bytes(b"not hdf5")
     with pytest.raises(Exception, match="shd_test.h5: not a readable HDF5 file"):
         convert("shd", dl.root, tmp_path / "o3", workers=1, check_md5=False, progress=False)

@@ -46,7 +46,7 @@ from shardgen.datasets.base import (
 )
 from shardgen.formats import spikes_h5
 
-ROWS_PER_TASK = 1024
+ROWS_PER_TASK = 512
 """Samples per worker task (SHD samples hold a few thousand spikes each)."""
 
 
@@ -201,23 +201,31 @@ def cut_rows(ds: HeidelbergDataset, task: RecordingTask) -> CutRecording:
     (w,) = ds.spec.sensor_size
     path, start, split, classes = ctx["path"], ctx["start"], ctx["split"], ctx["classes"]
     times, units, labels = spikes_h5.read_rows(path, start, ctx["stop"])
+    # the whole block at once: one conversion, one range check, one order check; rows are views into it
+    sizes = np.fromiter((t.size for t in times), np.int64, len(times))
+    bounds = np.zeros(len(times) + 1, np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    t_all = spikes_h5.seconds_to_us(np.concatenate(times) if times else np.zeros(0, np.float16))
+    u_all = (np.concatenate(units) if units else np.zeros(0, np.uint16)).astype(np.uint16, copy=False)
+    outside = np.flatnonzero(u_all >= w)
+    if outside.size:
+        k = int(np.searchsorted(bounds, outside[0], side="right")) - 1
+        i = int(outside[0] - bounds[k])
+        raise DatasetError(f"{ctx['file']}: row {start + k}: spike {i} has unit {int(u_all[outside[0]])}, outside "
+                           f"the {w} units of {ds.spec.id}")
+    falls = np.flatnonzero(t_all[1:] < t_all[:-1]) + 1  # a decrease not at a row's first spike is in a row
+    unsorted = np.unique(np.searchsorted(bounds, falls[~np.isin(falls, bounds)], side="right") - 1).size
     samples: list[CutSample] = []
-    events = empty = unsorted = 0
-    for k, (f16, u, label) in enumerate(zip(times, units, labels.tolist(), strict=True)):
+    speakers = ctx["speakers"]
+    for k, label in enumerate(labels.tolist()):
         row = start + k
-        if u.size and int(u.max()) >= w:
-            i = int(np.argmax(u >= w))
-            raise DatasetError(f"{ctx['file']}: row {row}: spike {i} has unit {int(u[i])}, outside the {w} units "
-                               f"of {ds.spec.id}")
-        t = spikes_h5.seconds_to_us(f16)
-        unsorted += bool(t.size > 1 and np.any(t[1:] < t[:-1]))
+        lo, hi = bounds[k], bounds[k + 1]
         meta: dict[str, Any] = {"label": label, "class": classes[label], "file": ctx["file"], "row": row,
                                 "split": split}
-        if ctx["speakers"] is not None:
-            meta["speaker"] = int(ctx["speakers"][k])
-        samples.append(CutSample(f"{label}/{row}", t, u.astype(np.uint16, copy=False), None, None, meta))
-        events += t.size
-        empty += t.size == 0
+        if speakers is not None:
+            meta["speaker"] = int(speakers[k])
+        samples.append(CutSample(f"{label}/{row}", t_all[lo:hi], u_all[lo:hi], None, None, meta))
+    events, empty = int(t_all.size), int(np.count_nonzero(sizes == 0))
     warnings = [f"{ctx['file']}: {unsorted} samples of rows {start}-{ctx['stop'] - 1} have decreasing spike "
                 "times (kept as recorded; frames need non-decreasing times)"] if unsorted else []
     return CutRecording(samples=samples, events_read=events, empty_windows=empty, warnings=warnings)
