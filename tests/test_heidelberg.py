@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shardgen.convert import convert
 from shardgen.datasets.base import DatasetError
@@ -119,6 +121,7 @@ SETTINGS = [
     {"frames_number": 16, "split_by": "time"},
     {"duration": 10},
     {"duration": 37},
+    {"duration": 2.5},  # ms as a float, as a SpikingJelly user may pass it
 ]
 
 
@@ -325,3 +328,16 @@ def test_microsecond_rounding_and_float16_recovery():
     np.testing.assert_array_equal(seconds_float16(t[keep]), f[keep])
     assert not np.all(seconds_float16(t[~keep]) == f[~keep])  # below 1.95 ms µs cannot tell them all apart
     assert seconds_to_us(np.array([2.0**-7], np.float16)).tolist() == [7813]  # 7812.5 µs: half up
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 65536), st.lists(st.tuples(st.integers(-(2**40), 2**40), st.integers(0, 65535)), max_size=60))
+def test_1d_payload_round_trip(width, rows):
+    from loader import format as F
+
+    t = np.array([r[0] for r in rows], np.int64)
+    x = np.array([r[1] % width for r in rows], np.int64)
+    ev = F.decode_events(F.encode_events(t, x, None, None, (width,)))
+    assert set(ev) == {"t", "x"}
+    np.testing.assert_array_equal(ev["t"], t)
+    np.testing.assert_array_equal(ev["x"].astype(np.int64), x)
