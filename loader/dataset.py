@@ -23,6 +23,7 @@ import zstandard
 from torch.utils.data import IterableDataset, get_worker_info
 
 from loader import resume
+from loader import sensor1d as _sensor1d
 from loader.allocator import keep_freed_memory
 from loader.errors import ConfigurationError, FormatError, ShardIntegrityError
 from loader.format import decode_sample
@@ -163,7 +164,7 @@ class EventShardDataset(IterableDataset):
         self._progress: dict[str, Any] | None = None  # the latest iteration's position
         self._finished: dict[str, Any] | None = None  # the latest iteration that ran to its end
         index = self._set.index
-        self.sensor_size: tuple[int, int] = (int(index["sensor_size"][0]), int(index["sensor_size"][1]))
+        self.sensor_size: tuple[int, ...] = tuple(int(v) for v in index["sensor_size"])  # (W,) on a 1-D sensor
         self.classes: list[str] = list(index["classes"])
         self.dataset_id: str = str(index["dataset"])
         """The index's ``dataset`` id (``"dvs128-gesture"`` …)."""
@@ -304,6 +305,10 @@ class EventShardDataset(IterableDataset):
     # ------------------------------------------------------------------ decoding
 
     def _make_x(self, events: dict[str, np.ndarray]) -> Any:
+        if len(self.sensor_size) == 1:  # 1-D sensors (SHD, SSC): events t, x; frames [T, W]
+            return _sensor1d.make_item_1d(events, self.sensor_size[0], self.data_type, self.transform,
+                                          self.frames_number, self.split_by, self.duration,
+                                          self.custom_integrate_function)
         if self.data_type == "structured":
             x = events_to_structured(events)
             return self.transform(x) if self.transform is not None else x

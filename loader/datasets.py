@@ -287,3 +287,110 @@ class ASLDVS(_Whole):
     """
 
     dataset_id = "asl-dvs"
+
+
+# --------------------------------------------------------------------------- 1-D sensors (SHD, SSC)
+
+
+class _Heidelberg(ShardFolderDataset):
+    """The Heidelberg spiking data sets: 1-D events ``{"t", "x"}`` and frames ``[T, 700]``.
+
+    As SpikingJelly's ``SpikingHeidelbergDigits`` / ``SpikingSpeechCommands``, except that:
+
+    * ``t`` is int64 µs (SpikingJelly: the file's float16 seconds), rounded to the nearest µs;
+    * ``duration`` is in ms as in SpikingJelly (it is passed on as ``duration * 1000`` µs), and
+      frames follow SpikingJelly's float16 arithmetic value for value (``loader.sensor1d``);
+    * labels are the h5 file's own in both data types, and the order is the file's rows
+      (SpikingJelly's frame mode sorts the class folders as strings, ``'0', '1', '10', …``, and
+      numbers the classes in that order: a bug not copied);
+    * ``custom_integrate_function(events, None, W)`` gets one sample's events (SpikingJelly's gets
+      the open h5 file, a row and an output folder);
+    * ``split_by="time"``, ``duration`` give frames where SpikingJelly raises (empty windows, a
+      sample with fewer than two time stamps).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str,
+        data_type: str = "event",
+        frames_number: int | None = None,
+        split_by: str | None = None,
+        duration: int | float | None = None,
+        custom_integrate_function: Callable[..., Any] | None = None,
+        custom_integrated_frames_dir_name: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        **kwargs: Any,
+    ):
+        duration_us = None if duration is None else (duration * 1000 if isinstance(duration, int) else
+                                                     float(duration) * 1000)
+        super().__init__(root, None, data_type, frames_number, split_by, duration_us, custom_integrate_function,
+                         custom_integrated_frames_dir_name, transform, target_transform, split=split, **kwargs)
+        self.duration = duration  # SpikingJelly's ms, as given
+
+    def get_H_W(self) -> tuple[None, int]:  # type: ignore[override]
+        """``(None, 700)``: SpikingJelly's ``get_H_W`` of a 1-D sensor."""
+        return None, int(self.sensor_size[-1])
+
+
+class SpikingHeidelbergDigits(_Heidelberg):
+    """SHD (``shd``) with SpikingJelly's ``SpikingHeidelbergDigits`` arguments: ``train=True`` → ``"train"``.
+
+    See :class:`_Heidelberg` for what differs from SpikingJelly; :class:`ShardFolderDataset` for the rest.
+    """
+
+    dataset_id = "shd"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        train: bool = True,
+        data_type: str = "event",
+        frames_number: int | None = None,
+        split_by: str | None = None,
+        duration: int | float | None = None,
+        custom_integrate_function: Callable[..., Any] | None = None,
+        custom_integrated_frames_dir_name: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        **kwargs: Any,
+    ):
+        if train is None:
+            raise ConfigurationError("`train` must be `True` or `False`")
+        super().__init__(root, "train" if train else "test", data_type, frames_number, split_by, duration,
+                         custom_integrate_function, custom_integrated_frames_dir_name, transform, target_transform,
+                         **kwargs)
+        self.train = train
+
+
+class SpikingSpeechCommands(_Heidelberg):
+    """SSC (``ssc``) with SpikingJelly's ``SpikingSpeechCommands`` arguments: ``split`` is ``train``/``valid``/``test``.
+
+    See :class:`_Heidelberg` for what differs from SpikingJelly; :class:`ShardFolderDataset` for the rest.
+    """
+
+    dataset_id = "ssc"
+    splits = ("train", "valid", "test")
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str = "train",
+        data_type: str = "event",
+        frames_number: int | None = None,
+        split_by: str | None = None,
+        duration: int | float | None = None,
+        custom_integrate_function: Callable[..., Any] | None = None,
+        custom_integrated_frames_dir_name: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        **kwargs: Any,
+    ):
+        if split not in self.splits:
+            raise ConfigurationError(f"Invalid split: {split}; valid splits are {self.splits}")
+        super().__init__(root, split, data_type, frames_number, split_by, duration, custom_integrate_function,
+                         custom_integrated_frames_dir_name, transform, target_transform, **kwargs)
+
+
+__all__ += ["SpikingHeidelbergDigits", "SpikingSpeechCommands"]

@@ -1,4 +1,4 @@
-"""The eventshard shard format, version 1: one sample as bytes, one shard as zstd frames, the index.
+"""The eventshard shard format, versions 1 and 2: one sample as bytes, one shard as zstd frames, the index.
 
 Both sides import this module: ``shardgen`` to write, ``loader`` to read. It needs numpy,
 msgpack and zstandard only (no torch). ``docs/FORMAT.md`` describes the same bytes in prose.
@@ -7,6 +7,10 @@ A sample is two tar members, ``<key>.events.msgpack`` and ``<key>.label.msgpack`
 together as one zstd frame. A shard ``<split>-NNNNNN.tar.zst`` is the concatenation of those
 frames followed by one frame holding the tar end-of-archive marker, so ``zstd -dc | tar t``
 lists it and one sample can be fetched with a byte-range read of its frame.
+
+Version 2 adds 1-D sensors (SHD, SSC: events ``t`` and ``x``, the unit): the index's ``sensor_size``
+is ``[W]`` and a sample's payload has no ``y`` and ``p`` columns. A set is written with the lowest
+version that describes it (``format_version``), so 2-D sets stay version 1, byte for byte.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from loader.errors import FormatError  # defined there (no import circle), raise
 
 FORMAT_NAME = "eventshard"
 FORMAT_VERSION = 1
+"""The version of a 2-D shard set (``sensor_size`` ``[H, W]``)."""
+FORMAT_VERSION_1D = 2
+"""The version of a 1-D shard set (``sensor_size`` ``[W]``, samples without ``y`` and ``p``)."""
+READABLE_VERSIONS = (1, 2)
 TIME_UNIT = "us"
 EVENTS_SUFFIX = ".events.msgpack"
 LABEL_SUFFIX = ".label.msgpack"
@@ -108,8 +116,20 @@ def _unplanes(buf: bytes, code: str, n: int, what: str) -> np.ndarray:
 # --------------------------------------------------------------------------- one sample
 
 
+def format_version(sensor_size: tuple[int, ...] | list[int]) -> int:
+    """The version a shard set with this sensor is written as: 1 for ``[H, W]``, 2 for a 1-D ``[W]``.
+
+    The lowest version that can describe the set, so 2-D sets stay readable by version-1 readers.
+    """
+    return FORMAT_VERSION_1D if len(sensor_size) == 1 else FORMAT_VERSION
+
+
 def encode_events(
-    t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, sensor_size: tuple[int, int]
+    t: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    p: np.ndarray | None,
+    sensor_size: tuple[int, ...],
 ) -> bytes:
     """Encode one sample's event columns as the ``events.msgpack`` payload.
 
@@ -117,8 +137,9 @@ def encode_events(
     ----------
     t, x, y, p : ndarray
         Equal-length columns: time stamps (µs, any integer order), column, row, polarity (0/1).
-    sensor_size : (H, W)
-        Sensor height and width; ``x < W`` and ``y < H`` must hold.
+        A 1-D sensor has no ``y`` and ``p``: pass ``None`` for both.
+    sensor_size : (H, W) or (W,)
+        Sensor height and width (``x < W`` and ``y < H`` must hold), or the width of a 1-D sensor.
 
     Returns
     -------
@@ -126,7 +147,12 @@ def encode_events(
         A msgpack map ``{n, t0, dt_dtype, dt, xy_dtype, x, y, p}``: ``t`` delta-coded in the
         smallest integer type holding the deltas, ``x``/``y`` in the smallest unsigned type that
         holds the sensor, multi-byte columns stored as byte planes, ``p`` bit-packed (LSB first).
+        A 1-D sample's map has no ``y`` and ``p``.
     """
+    if len(sensor_size) == 1:
+        return _encode_events_1d(t, x, y, p, int(sensor_size[0]))
+    if y is None or p is None:
+        raise FormatError(f"a {len(sensor_size)}-D sensor {tuple(sensor_size)} needs y and p columns")
     n = int(len(t))
     if not (len(x) == len(y) == len(p) == n):
         raise FormatError(f"event columns differ in length: t {n}, x {len(x)}, y {len(y)}, p {len(p)}")
@@ -159,6 +185,32 @@ def encode_events(
     return msgpack.packb(payload, use_bin_type=True)
 
 
+def _time_columns(t: np.ndarray) -> tuple[int, np.ndarray, str]:
+    """``(t0, deltas, delta type code)`` of a time column (``(0, [], "u1")`` when empty)."""
+    t64 = np.asarray(t, dtype=np.int64)
+    if t64.size == 0:
+        return 0, np.zeros(0, np.int64), "u1"
+    dt = np.diff(t64)
+    return int(t64[0]), dt, (_smallest(int(dt.min()), int(dt.max())) if dt.size else "u1")
+
+
+def _encode_events_1d(t: np.ndarray, x: np.ndarray, y: Any, p: Any, w: int) -> bytes:
+    """:func:`encode_events` for a 1-D sensor of ``w`` units: the map ``{n, t0, dt_dtype, dt, xy_dtype, x}``."""
+    if y is not None or p is not None:
+        raise FormatError(f"a 1-D sensor ({w} units) has no y or p columns")
+    n = int(len(t))
+    if len(x) != n:
+        raise FormatError(f"event columns differ in length: t {n}, x {len(x)}")
+    code = coord_dtype(w)
+    xa = np.asarray(x) if n else np.zeros(0, np.uint8)
+    if n and ((xa.dtype.kind != "u" and int(xa.min()) < 0) or int(xa.max()) >= w):
+        raise FormatError(f"units outside the {w}-unit sensor")
+    t0, dt, dt_code = _time_columns(t)
+    payload = {"n": n, "t0": t0, "dt_dtype": dt_code, "dt": _planes(dt, dt_code), "xy_dtype": code,
+               "x": _planes(xa, code)}
+    return msgpack.packb(payload, use_bin_type=True)
+
+
 def _unpack_map(buf: bytes, what: str) -> dict[str, Any]:
     try:
         obj = msgpack.unpackb(buf, raw=False, strict_map_key=True, use_list=True)
@@ -180,27 +232,33 @@ def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS) -> dict[
     buf : bytes
         The payload.
     columns : tuple of str
-        Columns to decode (all by default); e.g. frames split by number need no ``t``.
+        Columns to decode (all by default); e.g. frames split by number need no ``t``. A 1-D
+        sample (no ``y`` and ``p`` in its map) gives only ``t`` and ``x``: ``y`` and ``p`` are left out.
     """
     m = _unpack_map(buf, "events")
+    one_d = "y" not in m and "p" not in m
     try:
         n, t0, dt_code, xy_code = m["n"], m["t0"], m["dt_dtype"], m["xy_dtype"]
-        dt_b, x_b, y_b, p_b = m["dt"], m["x"], m["y"], m["p"]
+        dt_b, x_b = m["dt"], m["x"]
+        y_b, p_b = (b"", b"") if one_d else (m["y"], m["p"])  # a 1-D sample has neither
     except KeyError as exc:
         raise FormatError(f"events: missing field {exc}") from None
+    if one_d:
+        columns = tuple(c for c in columns if c not in ("y", "p"))
     if not _is_int(n) or not 0 <= n <= MAX_EVENTS:
         raise FormatError(f"events: bad event count {n!r}")
     if not _is_int(t0) or not -(2**63) <= t0 < 2**63:
         raise FormatError(f"events: t0 {t0!r} is not an int64")
     if not all(isinstance(b, bytes) for b in (dt_b, x_b, y_b, p_b)):
         raise FormatError("events: columns must be msgpack bin")
-    if len(p_b) != (n + 7) // 8:
+    if not one_d and len(p_b) != (n + 7) // 8:
         raise FormatError(f"events: column 'p' has {len(p_b)} bytes for {n} events")
     if n == 0 and dt_b:
         raise FormatError("events: 'dt' not empty for an empty sample")
     # Every column must hold exactly what the count says before anything is allocated: the count comes from
     # the file, and only the byte lengths of what msgpack actually read are bounded by the sample's size.
-    for what, col, code, count in (("x", x_b, xy_code, n), ("y", y_b, xy_code, n), ("dt", dt_b, dt_code, n - 1)):
+    checks = (("x", x_b, xy_code, n), ("dt", dt_b, dt_code, n - 1)) + (() if one_d else (("y", y_b, xy_code, n),))
+    for what, col, code, count in checks:
         if count > 0 and len(col) != count * _itemsize(code, what):
             raise FormatError(f"column {what!r}: {len(col)} bytes for {count} values of {code}")
     out: dict[str, np.ndarray] = {}
@@ -364,13 +422,13 @@ def encode_sample(
     key: str,
     t: np.ndarray,
     x: np.ndarray,
-    y: np.ndarray,
-    p: np.ndarray,
+    y: np.ndarray | None,
+    p: np.ndarray | None,
     meta: Mapping[str, Any],
-    sensor_size: tuple[int, int],
+    sensor_size: tuple[int, ...],
     cctx: zstandard.ZstdCompressor,
 ) -> bytes:
-    """Encode one sample all the way to its compressed shard frame."""
+    """Encode one sample all the way to its compressed shard frame (``y = p = None`` on a 1-D sensor)."""
     return compress_frame(sample_tar(key, encode_events(t, x, y, p, sensor_size), encode_label(meta)), cctx)
 
 
@@ -399,15 +457,14 @@ def validate_index(index: Any) -> dict[str, Any]:
         raise FormatError("index.json: not a JSON object")
     if index.get("format") != FORMAT_NAME:
         raise FormatError(f"index.json: format is {index.get('format')!r}, expected {FORMAT_NAME!r}")
-    if index.get("version") != FORMAT_VERSION:
-        raise FormatError(f"index.json: version {index.get('version')!r}, this reader knows {FORMAT_VERSION}")
+    version = index.get("version")
+    if not _is_int(version) or version not in READABLE_VERSIONS:
+        known = ", ".join(map(str, READABLE_VERSIONS))
+        raise FormatError(f"index.json: version {version!r}, this reader knows {known} (a newer eventshard wrote it?)")
     for field in ("dataset", "sensor_size", "classes", "splits"):
         if field not in index:
             raise FormatError(f"index.json: missing field {field!r}")
-    sensor = index["sensor_size"]
-    if (not isinstance(sensor, (list, tuple)) or len(sensor) != 2
-            or not all(_is_int(v) and 0 < v <= _MAX_SENSOR for v in sensor)):
-        raise FormatError(f"index.json: sensor_size must be [H, W] with 1 <= H, W <= {_MAX_SENSOR}, got {sensor!r}")
+    _check_sensor(index["sensor_size"], version)
     classes = index["classes"]
     if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
         raise FormatError("index.json: 'classes' must be a list of names")
@@ -456,6 +513,17 @@ def _check_permutation(perm: Any, n: int, split: str) -> None:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_sensor(sensor: Any, version: int) -> None:
+    """``sensor_size`` is ``[H, W]`` (any version) or, from version 2 on, ``[W]`` (a 1-D sensor)."""
+    dims = (2,) if version < 2 else (1, 2)
+    if (isinstance(sensor, (list, tuple)) and len(sensor) in dims
+            and all(_is_int(v) and 0 < v <= _MAX_SENSOR for v in sensor)):
+        return
+    shapes = "[H, W]" if version < 2 else "[H, W] or [W]"
+    raise FormatError(f"index.json: sensor_size must be {shapes} with sizes in [1, {_MAX_SENSOR}] "
+                      f"(version {version}), got {sensor!r}")
 
 
 def dumps_index(index: Mapping[str, Any]) -> bytes:

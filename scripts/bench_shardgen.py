@@ -71,6 +71,10 @@ def _du(path: Path, pattern: str = "*") -> int:
 
 def main() -> None:
     """Parse flags, generate the set, run both tools, print the table."""
+    if {"shd", "ssc"} & set(sys.argv[1:]) and "--dataset" in sys.argv:  # 1-D sensors: scripts/bench_heidelberg.py
+        from scripts.bench_heidelberg import main as bench_heidelberg
+
+        return bench_heidelberg(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=["dvs128-gesture", "n-mnist"], default="dvs128-gesture")
     ap.add_argument("--recordings", type=int, default=6, help="recordings (at least 6 for the issue's check)")

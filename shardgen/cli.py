@@ -130,7 +130,7 @@ def _list_table() -> str:
         spec = get_dataset(ds).SPEC
         rows.append((
             spec.id,
-            f"{spec.sensor_size[0]}x{spec.sensor_size[1]}" if all(spec.sensor_size) else "per run",
+            "x".join(map(str, spec.sensor_size)) if all(spec.sensor_size) else "per run",  # "700": 1-D (SHD)
             str(len(spec.classes)) if spec.classes else "yours",
             "automatic" if spec.downloadable else ("by hand" if spec.resources else "-"),
             spec.split_rule.split(":")[0],

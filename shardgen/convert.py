@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from loader.allocator import keep_freed_memory
-from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
+from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, TIME_UNIT, encode_sample, format_version, new_compressor
 from shardgen import jobs
 from shardgen.cleanup import clean_up
 from shardgen.datasets import get_dataset
@@ -389,11 +389,12 @@ class _PartFrames:
 
 def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> dict[str, Any]:
     """The ``index.json`` document of a finished conversion (without its summary)."""
+    sensor = list(src.sensor_size or mod.SPEC.sensor_size)
     return {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": format_version(sensor),  # 1 for [H, W]; 2 for a 1-D [W] (SHD, SSC)
         "dataset": mod.SPEC.id,
-        "sensor_size": list(src.sensor_size or mod.SPEC.sensor_size),
+        "sensor_size": sensor,
         "classes": list(src.classes),
         "time_unit": TIME_UNIT,
         "zstd_level": level,

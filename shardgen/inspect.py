@@ -195,6 +195,11 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     return out
 
 
+def _sensor_text(sensor: list[int]) -> str:
+    """``"128 x 128 (H x W)"``, or ``"700 units (1-D: t, x)"`` for a 1-D sensor."""
+    return f"{sensor[0]} units (1-D: t, x)" if len(sensor) == 1 else f"{sensor[0]} x {sensor[1]} (H x W)"
+
+
 def format_info(info: dict[str, Any]) -> str:
     """The ``shardgen info`` table of :func:`collect_info`'s result, as text (no trailing newline).
 
@@ -210,12 +215,12 @@ def format_info(info: dict[str, Any]) -> str:
         (samples, events, events per sample min / median / max, duration per sample min / median /
         max, shards, bytes, bytes per event), then samples per class and split.
     """
-    h, w = info["sensor_size"]
     lines = [
         f"shard set   {info['url']}",
         f"dataset     {info['dataset']}  (eventshard format v{info['version']}"
         + (f", written by {info['tool']})" if info.get("tool") else ")"),
-        f"sensor      {h} x {w} (H x W), time unit {'µs' if info['time_unit'] == 'us' else info['time_unit']}",
+        f"sensor      {_sensor_text(info['sensor_size'])}, time unit "
+        f"{'µs' if info['time_unit'] == 'us' else info['time_unit']}",
         f"classes     {len(info['classes'])}",
         "",
     ]
@@ -364,8 +369,7 @@ def plot_info(
         ax.set_xlabel(label)
         ax.set_ylabel("samples")
         ax.set_title(label)
-    h, w = info["sensor_size"]
-    fig.suptitle(f"{info['dataset']}  ·  {h}x{w}  ·  {info['url']}", fontsize=10)
+    fig.suptitle(f"{info['dataset']}  ·  {'x'.join(map(str, info['sensor_size']))}  ·  {info['url']}", fontsize=10)
     fig.savefig(os.fspath(png_path), dpi=100)
     return os.fspath(png_path)
 
@@ -386,6 +390,8 @@ def preview(
     fps: float = 10.0,
 ) -> dict[str, Any]:
     """Write one sample as a GIF or a PNG grid of its frames (``shardgen preview``); GIF or PNG by suffix.
+
+    A 1-D sample (SHD, SSC) is drawn as one raster picture of its ``[T, W]`` frames (:mod:`loader.raster`).
 
     The sample is fetched alone by its byte range (:meth:`loader.shards.ShardSet.read_sample`) and
     integrated with SpikingJelly's semantics; the picture is captioned with the key, label, class,
@@ -427,6 +433,8 @@ def preview(
         ``index`` is outside the split.
     """
     from loader.preview import save_picture
+    from loader.raster import save_raster
+    from loader.sensor1d import integrate_1d
 
     suffix = os.path.splitext(os.fspath(out_path))[1].lower()
     if suffix not in (".gif", ".png"):
@@ -443,7 +451,8 @@ def preview(
     elif not duration > 0:
         raise ConfigurationError(f"duration must be positive (µs), got {duration}")
     ss = open_shard_set(url, storage_options)
-    h, w = (int(v) for v in ss.index["sensor_size"])
+    sensor = [int(v) for v in ss.index["sensor_size"]]
+    h, w = sensor if len(sensor) == 2 else (1, sensor[0])  # a 1-D sensor is drawn as a raster
     frame = ss.read_sample(split, index)
     key, ev, meta = decode_sample(frame, zstandard.ZstdDecompressor())
     assert ev is not None
@@ -456,19 +465,24 @@ def preview(
                 f"{split}[{index}] spans {span:,} µs: duration={duration} gives {t_frames} frames "
                 f"(at most {MAX_PREVIEW_FRAMES}); pass a longer duration"
             )
-        frames = _frames.integrate_events_by_fixed_duration(ev, duration, h, w)
         setting = f"duration {_fmt_us(duration)} per frame"
+    elif frames_number > MAX_PREVIEW_FRAMES:
+        raise ConfigurationError(f"frames_number={frames_number}: at most {MAX_PREVIEW_FRAMES} frames in a preview")
     else:
-        if frames_number > MAX_PREVIEW_FRAMES:
-            raise ConfigurationError(f"frames_number={frames_number}: at most {MAX_PREVIEW_FRAMES} frames in a preview")
-        frames = _frames.integrate_events_by_fixed_frames_number(ev, split_by, frames_number, h, w)
         setting = f"{frames_number} frames split by {split_by}"
+    if len(sensor) == 1:
+        frames = integrate_1d(ev, w, frames_number, split_by, duration)
+    elif duration is not None:
+        frames = _frames.integrate_events_by_fixed_duration(ev, duration, h, w)
+    else:
+        frames = _frames.integrate_events_by_fixed_frames_number(ev, split_by, frames_number, h, w)
     classes = ss.index["classes"]
     label = int(meta["label"])
     cls = meta.get("class") or (classes[label] if 0 <= label < len(classes) else "?")
     pos = index if index >= 0 else index + int(ss.index["splits"][split]["samples"])
     title = f"{ss.index['dataset']} {split}[{pos}]  {key}\nlabel {label} ({cls}), {n:,} events, {setting}"
-    path = save_picture(frames, out_path, title=title, fps=fps)
+    path = save_raster(frames, out_path, title=title) if len(sensor) == 1 else save_picture(frames, out_path,
+                                                                                             title=title, fps=fps)
     log.debug("wrote %s (%s)", path, title.replace("\n", ", "))
     return {
         "path": path,

@@ -446,7 +446,7 @@ def _shard(ix, split, i):
 # Each mutation changes a valid index in place.
 MUTATIONS = {
     "wrong-format": lambda ix: ix.update(format="webdataset"),
-    "wrong-version": lambda ix: ix.update(version=2),
+    "wrong-version": lambda ix: ix.update(version=3),
     "version-as-string": lambda ix: ix.update(version="1"),
     "no-version": lambda ix: ix.pop("version"),
     "no-splits": lambda ix: ix.pop("splits"),

@@ -23,3 +23,9 @@ def get_dataset(dataset_id: str) -> ModuleType:
         return importlib.import_module(DATASETS[dataset_id])
     except KeyError:
         raise ConfigurationError(f"unknown dataset {dataset_id!r}; known: {', '.join(sorted(DATASETS))}") from None
+
+# 1-D sensors (issue 14): the Heidelberg spiking data sets, HDF5 files read with h5py
+DATASETS.update({
+    "shd": "shardgen.datasets.shd",
+    "ssc": "shardgen.datasets.ssc",
+})

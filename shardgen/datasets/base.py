@@ -65,7 +65,8 @@ class DatasetSpec:
 
     id: str
     title: str
-    sensor_size: tuple[int, int]
+    sensor_size: tuple[int, ...]
+    """``(H, W)``; ``(W,)`` for a 1-D sensor (SHD, SSC: units, no y and p)."""
     classes: tuple[str, ...]
     resources: tuple[Resource, ...]
     downloadable: bool
@@ -118,8 +119,8 @@ class CutSample:
     key: str
     t: np.ndarray
     x: np.ndarray
-    y: np.ndarray
-    p: np.ndarray
+    y: np.ndarray | None  # None for a 1-D sensor
+    p: np.ndarray | None
     meta: dict[str, Any]
 
 
