@@ -18,11 +18,12 @@ import sys
 import time
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -31,7 +32,16 @@ from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, TIME_UNIT, encode_sam
 from shardgen import jobs
 from shardgen.cleanup import clean_up
 from shardgen.datasets import get_dataset
-from shardgen.datasets.base import DatasetError, RecordingTask, Source, Want, read_all, want_all
+from shardgen.datasets.base import (
+    CutSample,
+    DatasetError,
+    RecordingTask,
+    RestartCut,
+    Source,
+    Want,
+    read_all,
+    want_all,
+)
 from shardgen.progress import Progress
 from shardgen.sharedbuf import SlotPool
 from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput
@@ -56,6 +66,8 @@ class RecordingResult:
     skipped_packets: int
     warnings: list[str] = field(default_factory=list)
     skipped_words: dict[str, int] = field(default_factory=dict)
+    offsets: list[int] = field(default_factory=list)
+    """Byte offset of each sample's frame in ``part``."""
 
 
 _CCTX: dict[int, Any] = {}
@@ -88,20 +100,26 @@ def _init_worker(parent: int, close_fds: tuple[int, ...]) -> None:
 def process_recording(
     dataset_id: str, task: RecordingTask, part: str, level: int, allow_truncated: bool
 ) -> RecordingResult:
-    """Worker: cut one recording into samples and write their compressed frames to ``part``."""
+    """Worker: cut one recording into samples and write their compressed frames to ``part`` as they come.
+
+    The lists of the result are in the dataset's order (a sample's ``rank``, when the cut yields them in
+    another order); ``offsets`` say where each frame lies in ``part``.
+    """
     mod = get_dataset(dataset_id)
-    cut = mod.cut(task, allow_truncated=allow_truncated)
     cctx = _CCTX.get(level) or _CCTX.setdefault(level, new_compressor(level))
     sensor_size = task.context.get("sensor_size") or mod.SPEC.sensor_size  # a run's own size (``folder``)
-    keys, labels, events, sizes = [], [], [], []
     with open(part, "wb") as f:
-        for s in cut.samples:
-            frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, sensor_size, cctx)
-            f.write(frame)
-            keys.append(s.key)
-            labels.append(int(s.meta["label"]))
-            events.append(int(s.t.size))
-            sizes.append(len(frame))
+        cut = mod.cut(task, allow_truncated=allow_truncated)
+        try:
+            rows = _write_samples(cut.samples, f, sensor_size, cctx)
+        except RestartCut:  # a streaming cut met time stamps that go back: cut again from a whole read
+            f.seek(0)
+            f.truncate()
+            cut = mod.cut(task, allow_truncated=allow_truncated, stream=False)
+            rows = _write_samples(cut.samples, f, sensor_size, cctx)
+    if any(r[0] is not None for r in rows):
+        rows.sort(key=lambda r: r[0])
+    keys, labels, events, sizes, offsets = ([r[i] for r in rows] for i in range(1, 6))
     return RecordingResult(
         task.name,
         part,
@@ -115,7 +133,20 @@ def process_recording(
         cut.skipped_packets,
         cut.warnings,
         cut.skipped_words,
+        offsets,
     )
+
+
+def _write_samples(samples: Iterable[CutSample], f: BinaryIO, sensor_size: Any, cctx: Any) -> list[tuple[Any, ...]]:
+    """Encode and write each sample as it comes; ``(rank, key, label, events, size, offset)`` per sample."""
+    rows = []
+    offset = 0
+    for s in samples:
+        frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, sensor_size, cctx)
+        f.write(frame)
+        rows.append((s.rank, s.key, int(s.meta["label"]), int(s.t.size), len(frame), offset))
+        offset += len(frame)
+    return rows
 
 
 def convert(
@@ -350,12 +381,11 @@ class _Assembler:
 
     def _write(self, split: str, recordings: list[RecordingResult], frames: _PartFrames) -> dict[str, Any]:
         where = [(res, k) for res in recordings for k in range(len(res.sizes))]
-        offsets = {id(res): np.concatenate([[0], np.cumsum(res.sizes, dtype=np.int64)]) for res in recordings}
         perm = self.permutation(split, len(where))
         writer = self.output.writer(split, self.shard_size)
         for i in perm.tolist() if perm is not None else range(len(where)):
             res, k = where[i]
-            writer.add(frames.read(res.part, int(offsets[id(res)][k]), res.sizes[k]), res.events[k])
+            writer.add(frames.read(res.part, res.offsets[k], res.sizes[k]), res.events[k])
         info = writer.close()
         if perm is not None:
             info["permutation"] = {"seed": self.order_seed, "canonical": perm.tolist()}

@@ -12,7 +12,7 @@ for every dataset. The four class-folder datasets share :mod:`shardgen.datasets.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -122,13 +122,22 @@ class CutSample:
     y: np.ndarray | None  # None for a 1-D sensor
     p: np.ndarray | None
     meta: dict[str, Any]
+    rank: Any = None
+    """Place in the dataset's order among the recording's samples (comparable values), when a cut
+    yields them in another order (as windows close); ``None``: the order yielded."""
+
+
+class RestartCut(Exception):
+    """Raised by a streaming cut that cannot go on (time stamps that go back): the worker drops what it
+    wrote for the recording and calls the dataset's ``cut`` again with ``stream=False``."""
 
 
 @dataclass
 class CutRecording:
     """Samples of one recording plus what the summary reports about it."""
 
-    samples: list[CutSample]
+    samples: Iterable[CutSample]
+    """The samples; a generator for a streaming cut, which fills the counts below when it ends."""
     events_read: int = 0
     empty_windows: int = 0
     truncated_bytes: int = 0

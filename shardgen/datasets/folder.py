@@ -76,9 +76,10 @@ Split (deterministic)
     within a recording, row then time order.
 
 Big files
-    A worker reads one recording whole with ``read_events`` (memory: its events; windows are views into
-    them). :func:`shardgen.formats.iter_events` would bound memory for huge files, but a worker returns all
-    samples of a recording at once (:class:`~shardgen.datasets.base.CutRecording`), so it would not help here.
+    Windows are cut while the recording is read in chunks (:mod:`shardgen.datasets.windows`), and each
+    sample is written as its window closes, so a worker holds the open windows' events, not the recording;
+    the main process reads the samples back one at a time. A recording whose samples are whole files, or
+    whose time stamps go back, is read whole with ``read_events``.
 
 ``check_md5`` has nothing to check (no published sums); provenance lists each recording with its size and
 format, and the labels CSV with its md5.
@@ -100,6 +101,7 @@ import numpy as np
 
 from loader.format import FormatError as KeyFormatError
 from loader.format import check_key
+from shardgen.datasets import windows
 from shardgen.datasets.base import (
     CutRecording,
     CutSample,
@@ -114,6 +116,7 @@ from shardgen.datasets.base import (
     want_all,
 )
 from shardgen.datasets.classfolder import ALL_SPLIT, SplitRule, make_split_rule, split_by_class
+from shardgen.datasets.windows import window_starts
 from shardgen.formats import FORMATS, FormatError, detect_format, iter_events, read_events
 
 ID = "folder"
@@ -308,13 +311,6 @@ def _stem(file: str) -> str:
     """Key stem of a relative path: each component made safe, the extension dropped."""
     path = PurePosixPath(file)
     return "/".join(key_part(p) for p in (*path.parent.parts, path.stem))
-
-
-def window_starts(a: int, b: int, window_us: int, stride_us: int) -> np.ndarray:
-    """Starts ``a + k·S`` of the fixed windows ``[s, s + W)`` that fit inside ``[a, b)`` (``s + W <= b``)."""
-    if b - a < window_us:
-        return np.zeros(0, np.int64)
-    return a + stride_us * np.arange((b - a - window_us) // stride_us + 1, dtype=np.int64)
 
 
 def _walk(raw: Path, exclude: Path | None) -> tuple[list[str], list[str]]:
@@ -696,8 +692,12 @@ def _read(path: str, fmt: str, allow_truncated: bool) -> Any:
         raise DatasetError(str(exc)) from None
 
 
-def cut(task: RecordingTask, allow_truncated: bool = False) -> CutRecording:
-    """Read one recording and cut its samples of the task's split (runs in a worker).
+def cut(task: RecordingTask, allow_truncated: bool = False, stream: bool = True) -> CutRecording:
+    """Cut one recording into its samples of the task's split (runs in a worker).
+
+    Windows known up front, and fixed windows over a whole recording, are cut while the file is read
+    in chunks (:mod:`shardgen.datasets.windows`: memory bounded by the open windows); other samples
+    (whole recordings) come from one read of the file.
 
     Parameters
     ----------
@@ -705,6 +705,9 @@ def cut(task: RecordingTask, allow_truncated: bool = False) -> CutRecording:
         From :meth:`FolderSource.recordings`.
     allow_truncated : bool
         Keep the events before a damaged tail.
+    stream : bool
+        Cut while reading where the samples allow it; ``False``: from one whole read (what the worker
+        asks for after a streaming cut met time stamps that go back).
 
     Returns
     -------
@@ -717,6 +720,10 @@ def cut(task: RecordingTask, allow_truncated: bool = False) -> CutRecording:
         An unreadable file, an event outside the sensor, a labelled window outside the recording.
     """
     ctx = task.context
+    if stream and windows.streams(ctx):
+        result = CutRecording(samples=[])
+        result.samples = windows.cut_streaming(ctx, allow_truncated, result)
+        return result
     path, file = ctx["path"], ctx["file"]
     ev = _read(path, ctx["format"], allow_truncated)
     h, w = ctx["sensor_size"]
