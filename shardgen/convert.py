@@ -42,9 +42,10 @@ from shardgen.datasets.base import (
     read_all,
     want_all,
 )
+from shardgen.output import ShardSetOutput
 from shardgen.progress import Progress
 from shardgen.sharedbuf import SlotPool
-from shardgen.writer import DEFAULT_SHARD_SIZE, ShardSetOutput
+from shardgen.writer import DEFAULT_SHARD_SIZE
 
 TOOL_VERSION = "eventshard 0.1.0"
 SLOT_BYTES = 1 << 30  # virtual size of one shared slot; only the bytes written use memory

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from loader.format import FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, encode_sample, new_compressor
-from shardgen.writer import ShardSetOutput
+from shardgen.output import ShardSetOutput
 
 SENSOR_SIZE = (128, 128)
 CLASSES = [f"class_{i:02d}" for i in range(11)]

@@ -40,7 +40,8 @@ import numpy as np
 import pytest
 
 from loader.shards import verify
-from shardgen.writer import CRASH_ENV, JOURNAL_NAME, ShardSetOutput, stage_path
+from shardgen.output import ShardSetOutput, stage_path
+from shardgen.writer import CRASH_ENV, JOURNAL_NAME
 from tests.gen_classfolders import write_nmnist
 from tests.gen_dvsgesture import write_gesture_download
 from tests.servers import MotoS3
@@ -180,8 +181,8 @@ class Download:
         assert len(_tree(old)) > len(shards) + 1 > 8, "the earlier set must hold more shards than the new one"
         assert set(self.reference) == {"index.json", *shards}
 
-    def argv(self, out: Path | str, shard_size: str | None = None) -> list[str]:
-        return _argv(self.dataset, self.raw, out, shard_size or SHARD_SIZES[self.dataset][0])
+    def argv(self, out: Path | str, shard_size: str | None = None, raw: Path | None = None) -> list[str]:
+        return _argv(self.dataset, raw or self.raw, out, shard_size or SHARD_SIZES[self.dataset][0])
 
     def shards(self) -> int:
         return sum(1 for n in self.reference if n.endswith(".tar.zst"))
@@ -252,7 +253,9 @@ def test_kill_at_named_points_then_rerun(download: Download, tmp_path: Path, whi
     names = set(_tree(out))
     if point == "commit":  # the new set is in place, only the clean-up was cut short
         assert complete and (out / "index.json").read_bytes() == download.reference["index.json"]
-    else:
+    elif point.startswith("shard"):  # before the commit: the earlier set is still there, whole
+        assert complete and (out / "index.json").read_bytes() == (download.earlier / "index.json").read_bytes()
+    else:  # inside the commit: the earlier index is gone, the new one not yet there
         assert not complete, "an index.json next to an incomplete set"
     if point == "index":
         assert ".index.json.partial" in names
@@ -271,7 +274,33 @@ def test_rerun_killed_too(download: Download, tmp_path: Path) -> None:
         _communicate(proc)
         assert proc.returncode == -signal.SIGKILL
         _wait_group_gone(proc.pid)
-        assert not _check_after_kill(out)
+        assert _check_after_kill(out) == (point != "index")  # before the commit the earlier set stays whole
+    _run_ok(download.argv(out))
+    _assert_same_tree(out, download.reference)
+
+
+def test_earlier_set_stays_whole_until_the_new_one_commits(download: Download, tmp_path: Path) -> None:
+    """A re-conversion killed while it writes its shards, or failing on bad input, leaves the earlier set
+    whole and readable: the same files with the same bytes (the killed run's staging folder and journal
+    aside, which the next run removes)."""
+    out = download.out(tmp_path, earlier=True)
+    before = _tree(out)
+    proc = _start(download.argv(out), "shard:2")
+    _communicate(proc)
+    assert proc.returncode == -signal.SIGKILL
+    _wait_group_gone(proc.pid)
+    left = _tree(out)
+    assert {k: v for k, v in left.items() if not k.startswith(".")} == before
+    assert any(k.startswith(".stage-") for k in left) and verify(out)["ok"]
+
+    bad = tmp_path / "bad_raw"
+    shutil.copytree(download.raw, bad)
+    biggest = max((p for p in bad.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])  # a download cut in half
+    res = subprocess.run(download.argv(out, raw=bad), cwd=REPO, env=_env(), capture_output=True, timeout=RUN_TIMEOUT)
+    assert res.returncode == 1, res.stderr.decode(errors="replace")
+    assert {k: v for k, v in _tree(out).items() if not k.startswith(".")} == before
+
     _run_ok(download.argv(out))
     _assert_same_tree(out, download.reference)
 
@@ -281,12 +310,13 @@ def test_second_writer_is_refused(download: Download, tmp_path: Path) -> None:
     """While one run holds the output, another fails at once with one line naming the folder."""
     out = download.out(tmp_path, earlier=True)
     before = _tree(out)
-    with ShardSetOutput(out):  # takes the lock as a running conversion does (and removes the earlier set)
+    with ShardSetOutput(out):  # takes the lock as a running conversion does (the earlier set stays)
         res = subprocess.run(download.argv(out), cwd=REPO, env=_env(), capture_output=True, timeout=RUN_TIMEOUT)
         err = res.stderr.decode()
         assert res.returncode == 1
         assert f"shardgen: error: {out}: another shardgen convert is writing" in err and "Traceback" not in err
-    assert "index.json" in before and "index.json" not in _tree(out)
+        assert verify(out)["ok"]  # readable while another run holds the output
+    assert "index.json" in before and _tree(out) == before  # an uncommitted output leaves the earlier set as it was
     _run_ok(download.argv(out))
     _assert_same_tree(out, download.reference)
 
