@@ -213,9 +213,18 @@ class ShardStream(io.RawIOBase):
 
     A damaged frame raises :class:`~loader.format.FormatError` ``"<url>: sample k at byte o: …"`` (k counts the
     shard's frames, o is the frame's compressed offset), as eventshard's own reader names it.
+
+    Parameters
+    ----------
+    raw : file object
+        The compressed bytes, read :data:`READ_SIZE` at a time.
+    url : str
+        The shard's URL, for messages.
+    first_sample, first_offset : int
+        Number and compressed offset of the first frame in ``raw`` (when ``raw`` starts inside a shard).
     """
 
-    def __init__(self, raw: Any, url: str):
+    def __init__(self, raw: Any, url: str, first_sample: int = 0, first_offset: int = 0):
         super().__init__()
         self.url = url
         self._raw = raw
@@ -224,9 +233,9 @@ class ShardStream(io.RawIOBase):
         self._parts: list[bytes] = []  # output of the frame being decompressed
         self._part_bytes = 0
         self._pending = b""  # compressed bytes not yet fed
-        self._frame = 0  # number of the frame being decompressed
-        self._frame_start = 0  # its compressed offset
-        self._fed = 0  # compressed bytes fed to finished frames and the current one
+        self._frame = int(first_sample)  # number of the frame being decompressed
+        self._frame_start = int(first_offset)  # its compressed offset
+        self._fed = int(first_offset)  # compressed offset after the bytes fed so far
         self._out = bytearray()  # tar bytes ready to read
         self._eof = False
 

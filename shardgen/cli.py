@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({res['class']}), {res['events']:,} events, {res['frames']} frames ({res['setting']})")
             return 0
         if args.cmd == "verify":
-            from loader.shards import verify
+            from loader.verify import verify
             from shardgen.progress import Progress
 
             vbar = Progress("shards verified", None, unit="shards", enabled=not args.quiet)

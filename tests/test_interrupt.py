@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loader.shards import verify
+from loader.verify import verify
 from shardgen.writer import CRASH_ENV, JOURNAL_NAME, ShardSetOutput, stage_path
 from tests.gen_classfolders import write_nmnist
 from tests.gen_dvsgesture import write_gesture_download
