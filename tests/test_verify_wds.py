@@ -105,3 +105,16 @@ def test_a_frame_that_is_not_zstd(tmp_path: Path) -> None:
     url, off = f"{tmp_path}/{shard['file']}", shard["offsets"][1]
     (line,) = verify(tmp_path)["problems"]
     assert line.startswith(f"{url}: sample 1 at byte {off}: corrupt zstd frame (") and "\n" not in line
+
+
+def test_importing_verify_or_the_demo_data_loads_no_torch() -> None:
+    """webdataset imports torch: ``loader.verify`` imports it only when ``verify`` runs, so ``shardgen`` starts
+    without torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, loader.verify, shardgen.demo_data, shardgen.cli; "
+            "assert not {'torch', 'webdataset'} & set(sys.modules), 'torch or webdataset imported'")
+    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -291,3 +291,18 @@ def test_a_damaged_frame_names_shard_sample_and_offset(shard_set: Path, tmp_path
     url = urls[1].split("+", 1)[1]
     with pytest.raises(FormatError, match=f"{url}: sample {k} at byte {shard['offsets'][k]}: "):
         list(wds.WebDataset(urls, shardshuffle=False).map(ewds.decode_sample))
+
+
+def test_pipe_urls_without_the_handler(tmp_path: Path) -> None:
+    """``pipe:zstd -dc < shard`` (no handler): plain keys and a lone dotted key come out right; neighbours that
+    webdataset's key rule merges are refused by ``decode_sample`` with a message saying what to do."""
+    if shutil.which("zstd") is None:
+        pytest.skip("no zstd binary")
+    keys = ["c/a", "c/b.v1", "c/x.v1", "c/x.v2"]  # the last two share webdataset's cut prefix "c/x"
+    _write_keys(tmp_path, keys)
+    pipes = [f"pipe:zstd -dcq < {u.split('://', 1)[1]}" for u in ewds.urls(tmp_path, "train")]
+    samples = list(wds.WebDataset(pipes, shardshuffle=False))
+    assert [ewds.decode_sample(s)[2] for s in samples[:2]] == keys[:2]
+    assert samples[2]["__key__"] == "c/x" and len([k for k in samples[2] if not k.startswith("__")]) == 4
+    with pytest.raises(FormatError, match=r"sample 'c/x': expected the members 'events.msgpack' and 'label.msgpack'"):
+        ewds.decode_sample(samples[2])
