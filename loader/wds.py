@@ -31,7 +31,9 @@ does and does not use webdataset, and how epochs and splits differ, is in ``docs
 
 from __future__ import annotations
 
+import collections
 import io
+import os
 import tarfile
 import threading
 from collections.abc import Callable, Mapping
@@ -43,6 +45,7 @@ import zstandard
 from webdataset import gopen_schemes
 
 from loader import frames as _frames
+from loader.allocator import keep_freed_memory
 from loader.errors import ConfigurationError
 from loader.format import (
     EVENTS_SUFFIX,
@@ -66,6 +69,9 @@ DOT_ESCAPE = ","
 
 READ_SIZE = 1 << 20
 """Compressed bytes the handler reads from storage at a time."""
+
+MAX_OUTPUT_CHUNK = 64 << 20
+"""Largest output buffer the handler allocates at once for one frame, whatever its header claims."""
 
 _EVENTS_MEMBER = EVENTS_SUFFIX[1:]  # "events.msgpack": the member name after webdataset's key split
 _LABEL_MEMBER = LABEL_SUFFIX[1:]
@@ -229,14 +235,16 @@ class ShardStream(io.RawIOBase):
         self.url = url
         self._raw = raw
         self._dctx = zstandard.ZstdDecompressor()
-        self._dobj = self._dctx.decompressobj()
+        self._dobj: Any = None  # the decompressor of the frame being read (made at its first bytes)
         self._parts: list[bytes] = []  # output of the frame being decompressed
         self._part_bytes = 0
         self._pending = b""  # compressed bytes not yet fed
         self._frame = int(first_sample)  # number of the frame being decompressed
         self._frame_start = int(first_offset)  # its compressed offset
         self._fed = int(first_offset)  # compressed offset after the bytes fed so far
-        self._out = bytearray()  # tar bytes ready to read
+        self._chunks: collections.deque[bytes] = collections.deque()  # tar bytes ready to read ...
+        self._head = 0  # ... from this offset in the first chunk on
+        self._ready = 0  # bytes ready in all
         self._eof = False
 
     def __repr__(self) -> str:
@@ -259,10 +267,22 @@ class ShardStream(io.RawIOBase):
                 buf = _rewrite(buf)
             except tarfile.TarError as exc:
                 raise self._error(f"not a valid tar stream ({exc})") from None
-        self._out += buf
+        self._chunks.append(buf)
+        self._ready += len(buf)
         self._frame += 1
         self._frame_start = self._fed
-        self._dobj = self._dctx.decompressobj()
+        self._dobj = None
+
+    def _decompressor(self, data: bytes) -> Any:
+        """A decompressor for the frame starting with ``data``, its output buffer as big as the header says
+        (one output chunk per sample; at most :data:`MAX_OUTPUT_CHUNK`, whatever the header claims)."""
+        try:
+            size = zstandard.frame_content_size(data)
+        except zstandard.ZstdError:
+            size = -1  # header incomplete or damaged: decompress() says what is wrong
+        if size <= 0:
+            return self._dctx.decompressobj()
+        return self._dctx.decompressobj(write_size=min(size, MAX_OUTPUT_CHUNK))
 
     def _fill(self) -> None:
         data = self._pending or self._raw.read(READ_SIZE)
@@ -272,6 +292,8 @@ class ShardStream(io.RawIOBase):
                 raise self._error("the shard ends inside this zstd frame (truncated)")
             self._eof = True
             return
+        if self._dobj is None:
+            self._dobj = self._decompressor(data)
         try:
             chunk = self._dobj.decompress(data)
         except zstandard.ZstdError as exc:
@@ -288,13 +310,23 @@ class ShardStream(io.RawIOBase):
         else:
             self._fed += len(data)
 
-    def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size is None or size < 0 or len(self._out) < size):
+    def read(self, size: int | None = -1) -> bytes:
+        want = None if size is None or size < 0 else size
+        while not self._eof and (want is None or self._ready < want):
             self._fill()
-        n = len(self._out) if size is None or size < 0 else min(size, len(self._out))
-        data = bytes(self._out[:n])
-        del self._out[:n]
-        return data
+        n = self._ready if want is None else min(want, self._ready)
+        self._ready -= n
+        parts = []
+        while n:
+            chunk = self._chunks[0]
+            take = min(n, len(chunk) - self._head)
+            parts.append(chunk[self._head : self._head + take] if take < len(chunk) else chunk)
+            self._head += take
+            n -= take
+            if self._head == len(chunk):
+                self._chunks.popleft()
+                self._head = 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))
@@ -333,18 +365,36 @@ def _payloads(sample: Mapping[str, Any]) -> tuple[bytes, bytes, str]:
     )
 
 
+_tuned_pid = 0
+
+
+def _tune_worker() -> None:
+    """In a DataLoader worker, keep freed memory for the next sample, as ``EventShardDataset``'s workers do
+    (:mod:`loader.allocator`); once per process."""
+    global _tuned_pid
+    if _tuned_pid != os.getpid():
+        _tuned_pid = os.getpid()
+        from torch.utils.data import get_worker_info
+
+        if get_worker_info() is not None:
+            keep_freed_memory()
+
+
 def decode_sample(sample: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], int, str]:
     """A ``.map`` stage: a webdataset sample (dict of tar members) → ``(events, label, key)``.
 
     ``events`` is a dict of numpy arrays ``t`` (int64 µs), ``x``, ``y``, ``p`` (uint8 0/1), ``label`` the
     class index and ``key`` the sample's key: what ``EventShardDataset(data_type="event", return_key=True)``
-    yields for it.
+    yields for it. In a DataLoader worker process the first call tunes malloc as ``EventShardDataset``'s
+    workers do (:func:`loader.allocator.keep_freed_memory`: freed sample buffers are reused, not returned
+    to the kernel and faulted in again).
 
     Raises
     ------
     FormatError
         The members are missing or do not decode; names the shard's URL and the key.
     """
+    _tune_worker()
     ev, lab, key = _payloads(sample)
     try:
         check_key(key)

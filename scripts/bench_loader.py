@@ -24,7 +24,7 @@ sample, no empty label window), converts it with ``shardgen convert``, lets Spik
    Both use ``collate_fn=default_collate`` plus the two integers of item 3. A third row is the floor: the same
    DataLoader moving ready zero frames (what collating and shipping float32 frames costs by itself). Another row
    is the same pass through a stock webdataset pipeline over the same shards (``WebDataset(loader.wds.urls(...),
-   shardshuffle=…, workersplitter=split_by_worker).map(decode_sample).map(to_frames(...)).shuffle(64)``): shards
+   shardshuffle=…, workersplitter=split_by_worker).shuffle(64).map(decode_sample).map(to_frames(...))``): shards
    go to workers whole, so with few shards the workers' shares differ.
 3. Peak RSS per DataLoader worker (``ru_maxrss`` read inside the worker right after it collates each batch,
    so it covers the batch it builds; it includes the pages a forked worker shares with its parent), for the
@@ -346,10 +346,10 @@ def _child(spec: dict[str, Any]) -> None:
         urls = ewds.urls(spec["root"], "train")
         ds = (
             wds.WebDataset(urls, shardshuffle=len(urls), seed=0, workersplitter=wds.split_by_worker, empty_check=False)
+            .shuffle(64)  # like EventShardDataset's buffer: samples before decoding (their tar members)
             .map(ewds.decode_sample)
             .map(ewds.to_frames(urls.sensor_size, frames_number=FRAMES, split_by="number"))
             .map(_without_key)
-            .shuffle(64)
         )
         loader = DataLoader(ds, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_with_rss)
     elif spec["kind"] == "floor":
