@@ -22,7 +22,8 @@ after the last ``/`` (``7/user02_fluorescent_1.events.msgpack`` → key ``7/user
 ``events.msgpack``). A key whose last part holds a dot (``folder`` data sets keep file stems such as
 ``rec.v2``) would be cut there and merged with its neighbours, so the handler writes those dots as
 :data:`DOT_ESCAPE` in the member names it hands on (``__key__`` ``cls/rec,v2``); :func:`decode_sample`
-gives the true key back. Every other member passes through unchanged.
+gives the true key back. Other samples' bytes pass through as stored (a sample whose member names need
+PAX headers, over 100 bytes, is re-written by ``tarfile`` with the same names and contents).
 
 The stages equal :class:`loader.EventShardDataset` for the same shards and settings (``shuffle=False``
 order: shard by shard, as stored); integration is :mod:`loader.frames`. Where eventshard's own loader
@@ -103,7 +104,9 @@ class ShardURLs(list):
     samples: int
 
 
-def urls(root: str, split: str = "train", storage_options: dict[str, Any] | None = None) -> ShardURLs:
+def urls(
+    root: str | os.PathLike[str], split: str = "train", storage_options: dict[str, Any] | None = None
+) -> ShardURLs:
     """The URLs of ``split``'s shards, in index order, for ``webdataset.WebDataset``.
 
     Parameters
