@@ -7,8 +7,8 @@ whole sample, ``normalize="sample"``) is divided by the 99th percentile of its n
 square-rooted, and every pixel that saw an event gets at least a quarter of full brightness, so a
 frame with a handful of events is still visible.
 
-Needs numpy and Pillow only (matplotlib for :func:`play_frame` without ``save_gif_to``); torch
-tensors are accepted without importing torch here.
+Needs numpy and Pillow only (the ``preview`` extra; matplotlib, the ``plot`` extra, for :func:`play_frame` without
+``save_gif_to``); torch tensors are accepted without importing torch here.
 """
 
 from __future__ import annotations
@@ -136,8 +136,20 @@ def frames_to_rgb(
     return np.pad(grid, ((gap, 0), (gap, 0), (0, 0)), constant_values=_BACKGROUND)
 
 
+PILLOW_MISSING = "pictures (loader.preview, shardgen preview) need Pillow: pip install 'eventshard[preview]'"
+
+
+def _pil() -> tuple[Any, Any, Any]:
+    """Pillow's ``Image``, ``ImageDraw`` and ``ImageFont`` (an optional dependency: the ``preview`` extra)."""
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        raise ImportError(PILLOW_MISSING) from None
+    return Image, ImageDraw, ImageFont
+
+
 def _font(size: int) -> Any:
-    from PIL import ImageFont
+    ImageFont = _pil()[2]
 
     try:
         return ImageFont.load_default(size=size)
@@ -149,8 +161,7 @@ def _with_title(img: Any, title: str | None, size: int = 14) -> Any:
     """``img`` with a black caption bar above it (the same image when ``title`` is empty)."""
     if not title:
         return img
-    from PIL import Image, ImageDraw
-
+    Image, ImageDraw, _ = _pil()
     font = _font(size)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     lines: list[str] = []
@@ -203,8 +214,7 @@ def save_frames_png(
     numbers : bool
         Write each frame's number in the corner of its tile.
     """
-    from PIL import Image, ImageDraw
-
+    Image, ImageDraw, _ = _pil()
     f = _as_frames(frames)
     t, _, h, w = f.shape
     s = _auto_scale(h, w, scale)
@@ -226,8 +236,7 @@ def save_frames_png(
 
 
 def _gif_images(frames: Any, scale: int | None, normalize: str | None, title: str | None) -> list[Any]:
-    from PIL import Image
-
+    Image = _pil()[0]
     imgs = frames_to_images(frames, normalize)
     t, h, w, _ = imgs.shape
     s = _auto_scale(h, w, scale)

@@ -1,4 +1,4 @@
-"""Shard sets on any fsspec location: open the index, fetch sample frames by byte range, verify.
+"""Shard sets on any fsspec location: open the index, fetch sample frames by byte range.
 
 Sources: a local path, ``file://``, ``http(s)://`` or ``s3://`` (s3fs; credentials, endpoint and region
 from the standard AWS environment variables and config files, e.g. ``AWS_ENDPOINT_URL``, or from
@@ -16,7 +16,7 @@ Damage is never retried: a shard the index names but storage does not have raise
 :class:`ShardMissingError`, one of another size :class:`ShardIntegrityError` (naming the first
 sample a truncation cut off), and so does a sample frame that does not decode (its zstd checksum
 fails) once the dataset decodes it, naming the sample's number in the shard and its byte offset.
-:func:`verify` reports each of these as one line (see ``docs/SEMANTICS.md``).
+:func:`loader.verify.verify` reports each of these as one line (see ``docs/SEMANTICS.md``).
 
 No torch here: ``shardgen info`` / ``shardgen verify`` use this module too.
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import hashlib
 import operator
 import os
 import threading
@@ -37,7 +36,6 @@ from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 import numpy as np
-import zstandard
 
 from loader.cache import HashingWriter, ShardCache
 from loader.errors import (
@@ -49,11 +47,11 @@ from loader.errors import (
     ShardSetNotFoundError,
     StorageError,
 )
-from loader.format import INDEX_NAME, decode_sample, loads_index
+from loader.format import INDEX_NAME, loads_index
 from loader.retry import call_with_retries, is_transient
 
 __all__ = [
-    "READ_BLOCK", "ON_ERROR", "ReadStats", "ShardSet", "open_shard_set", "verify", "call_with_retries", "is_transient",
+    "READ_BLOCK", "ON_ERROR", "ReadStats", "ShardSet", "open_shard_set", "call_with_retries", "is_transient",
     "StorageError", "ShardIntegrityError", "ShardMissingError", "ShardSetNotFoundError",
 ]
 
@@ -590,81 +588,3 @@ def open_shard_set(
         prefetch=prefetch,
     )
 
-
-def verify(
-    url: str | os.PathLike[str],
-    decode: bool = True,
-    storage_options: dict[str, Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Check every shard's size and sha256 and (with ``decode``) decode every sample.
-
-    Each shard is checked once, also when views list it in several splits. Every problem is one
-    line that starts with the shard's URL:
-
-    - ``<url>: missing (the index names it)``
-    - ``<url>: N bytes, the index says M (truncated: samples k..n-1 from byte o on are cut off)``, or
-      ``(... the end-of-archive frame is cut off)``, or ``(D bytes too many)``
-    - ``<url>: sha256 <first 16 hex>… differs from the index's <first 16 hex>…``
-    - ``<url>: sample k at byte o: <why it does not decode>`` (samples a truncation cut off are not
-      decoded: the size line names them)
-    - ``<url>: N events decoded, the index says M`` (when every sample decoded)
-    - a read that kept failing (:class:`StorageError`, naming the URL and byte range)
-
-    The index is checked when the set is opened: a missing index raises :class:`ShardSetNotFoundError`,
-    an invalid one (another format or version, …) :class:`~loader.format.FormatError` naming it.
-
-    ``progress(shards_done, shards_total)`` is called after each shard (``shardgen verify`` draws a bar).
-
-    Returns
-    -------
-    dict
-        ``{"ok": bool, "problems": [str, ...], "samples": n, "events": n}`` (samples and events
-        that decoded).
-    """
-    ss = open_shard_set(url, storage_options)
-    total = len({s["file"] for info in ss.index["splits"].values() for s in info["shards"]})
-    problems: list[str] = []
-    samples = events = 0
-    dctx = zstandard.ZstdDecompressor()
-    seen: set[str] = set()
-    for info in ss.index["splits"].values():
-        for shard in info["shards"]:
-            if shard["file"] in seen:
-                continue
-            seen.add(shard["file"])
-            if progress is not None and len(seen) > 1:
-                progress(len(seen) - 1, total)
-            name = ss.shard_url(shard)
-            try:
-                data = ss.read_shard(shard)
-            except OSError as exc:  # ShardMissingError, StorageError, permissions
-                problems.append(str(exc))
-                continue
-            if len(data) != shard["bytes"]:
-                problems.append(str(ss.size_error(shard, len(data))))
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != shard["sha256"]:
-                problems.append(f"{name}: sha256 {digest[:16]}… differs from the index's {shard['sha256'][:16]}…")
-            if not decode:
-                continue
-            n_events, complete = 0, True
-            offs = shard["offsets"]
-            for k in range(shard["samples"]):
-                if offs[k + 1] > len(data):  # cut off: the size line says so
-                    complete = False
-                    break
-                try:
-                    _key, ev, _meta = decode_sample(data[offs[k] : offs[k + 1]], dctx)
-                except FormatError as exc:
-                    problems.append(str(ss.sample_error(shard, k, exc)))
-                    complete = False
-                    continue
-                n_events += ev["t"].size
-                samples += 1
-            events += n_events
-            if complete and n_events != shard["events"]:
-                problems.append(f"{name}: {n_events} events decoded, the index says {shard['events']}")
-    if progress is not None:
-        progress(len(seen), total)
-    return {"ok": not problems, "problems": problems, "samples": samples, "events": events}

@@ -22,7 +22,10 @@ sample, no empty label window), converts it with ``shardgen convert``, lets Spik
    precomputed frames (``shuffle=True``), each in a fresh interpreter, best of ``--passes`` passes (a pass
    includes starting the workers). Every file is read once before timing, so both read from the page cache.
    Both use ``collate_fn=default_collate`` plus the two integers of item 3. A third row is the floor: the same
-   DataLoader moving ready zero frames (what collating and shipping float32 frames costs by itself).
+   DataLoader moving ready zero frames (what collating and shipping float32 frames costs by itself). Another row
+   is the same pass through a stock webdataset pipeline over the same shards (``WebDataset(loader.wds.urls(...),
+   shardshuffle=…, workersplitter=split_by_worker).shuffle(64).map(decode_sample).map(to_frames(...))``): shards
+   go to workers whole, so with few shards the workers' shares differ.
 3. Peak RSS per DataLoader worker (``ru_maxrss`` read inside the worker right after it collates each batch,
    so it covers the batch it builds; it includes the pages a forked worker shares with its parent), for the
    set above and for bigger train splits (``--rss-recordings``), to show it stays bounded as the set grows.
@@ -306,6 +309,11 @@ class ReadyFrames:
         return self.frame, 0
 
 
+def _without_key(item: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``(frames, label, key)`` → ``(frames, label)``, as ``EventShardDataset`` yields them."""
+    return item[0], item[1]
+
+
 def _vm_rss_kib() -> int:
     """Current resident set size of this process (KiB)."""
     with open("/proc/self/status") as f:
@@ -329,6 +337,20 @@ def _child(spec: dict[str, Any]) -> None:
         from loader import EventShardDataset
 
         ds = EventShardDataset(spec["root"], "train", data_type="frame", frames_number=FRAMES, split_by="number")
+        loader = DataLoader(ds, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_with_rss)
+    elif spec["kind"] == "webdataset":
+        import webdataset as wds
+
+        import loader.wds as ewds
+
+        urls = ewds.urls(spec["root"], "train")
+        ds = (
+            wds.WebDataset(urls, shardshuffle=len(urls), seed=0, workersplitter=wds.split_by_worker, empty_check=False)
+            .shuffle(64)  # like EventShardDataset's buffer: samples before decoding (their tar members)
+            .map(ewds.decode_sample)
+            .map(ewds.to_frames(urls.sensor_size, frames_number=FRAMES, split_by="number"))
+            .map(_without_key)
+        )
         loader = DataLoader(ds, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_with_rss)
     elif spec["kind"] == "floor":
         ds = ReadyFrames(spec["samples"])
@@ -505,6 +527,9 @@ def _run(args: argparse.Namespace, work: Path, load_at_start: float) -> None:
         sj = _run_child({"kind": "spikingjelly", "root": str(main_dir / "sj"), "md5": main_set["md5"],
                          "passes": args.passes})
         runs.append((f"SpikingJelly DVS128Gesture frames, {args.recordings - 1} train rec", sj, args.recordings))
+    wds_run = _run_child({"kind": "webdataset", "root": str(main_dir / "shards"), "passes": args.passes})
+    n_shards = len(json.loads((main_dir / "shards" / "index.json").read_text())["splits"]["train"]["shards"])
+    runs.append((f"webdataset WebDataset + loader.wds, {n_shards} shards", wds_run, args.recordings))
     floor = _run_child({"kind": "floor", "samples": ours["samples"], "passes": args.passes})
     runs.append(("(floor: same DataLoader, ready zero frames, no I/O)", floor, 0))
     print(f"DataLoader(batch_size={BATCH}, num_workers={WORKERS}), train split, T={FRAMES} by number, "
@@ -517,6 +542,8 @@ def _run(args: argparse.Namespace, work: Path, load_at_start: float) -> None:
         vs = _ratio(best / res["samples"], min(sj["times"]) / sj["samples"]) if sj else f"{'—':>9}"
         passes = " ".join(f"{t:.2f}" for t in res["times"])
         print(f"{name:<52} {res['samples']:8d} {best:8.2f} {rate:10.1f} {passes:>22} {vs}")
+    r_wds = (wds_run["samples"] / min(wds_run["times"])) / (ours["samples"] / min(ours["times"]))
+    print(f"webdataset pipeline / EventShardDataset, samples/s: {r_wds:.2f}x")
     if sj:
         r = (ours["samples"] / min(ours["times"])) / (sj["samples"] / min(sj["times"]))
         checks.append((f"streaming DataLoader >= {TARGET_LOADER:g}x SpikingJelly's DataLoader on stored frames: "

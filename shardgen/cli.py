@@ -1,4 +1,4 @@
-"""``shardgen`` command line: convert, list, info, verify, download."""
+"""``shardgen`` command line: convert, list, info, verify, download, demo."""
 
 from __future__ import annotations
 
@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check sizes, sha256 and decode every sample of a shard set")
     v.add_argument("out")
     v.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    dm = sub.add_parser("demo", help="generated DVS128 Gesture download -> shards -> frames, preview, training (torch)")
+    dm.add_argument("out", nargs="?", default="demo_out", help="folder for the demo's files (emptied first)")
     d = sub.add_parser("download", help="fetch a dataset's raw files (or say where to get them)")
     d.add_argument("dataset", choices=sorted(DATASETS))
     d.add_argument("--raw", required=True, help="folder to put the files in (created when something is fetched)")
@@ -215,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({res['class']}), {res['events']:,} events, {res['frames']} frames ({res['setting']})")
             return 0
         if args.cmd == "verify":
-            from loader.shards import verify
+            from loader.verify import verify
             from shardgen.progress import Progress
 
             vbar = Progress("shards verified", None, unit="shards", enabled=not args.quiet)
@@ -232,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"shardgen: {p}", file=sys.stderr)
             print(f"{'OK' if rep['ok'] else 'FAILED'}: {rep['samples']} samples, {rep['events']:,} events checked")
             return 0 if rep["ok"] else 1
+        if args.cmd == "demo":
+            from shardgen.demo import main as demo
+
+            return demo(args.out)
         if args.cmd == "download":
             from shardgen.download import fetch_resources, format_report
 

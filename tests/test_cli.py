@@ -143,7 +143,7 @@ def test_console_script(shard_set):
 
 
 def test_verify_reports_progress_per_shard(shard_set):
-    from loader.shards import verify
+    from loader.verify import verify
 
     calls: list[tuple[int, int]] = []
     rep = verify(shard_set, progress=lambda done, total: calls.append((done, total)))

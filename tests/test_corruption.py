@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from loader import EventShardDataset
 from loader.errors import EventshardError, IntegrityError
 from loader.format import INDEX_NAME, FormatError, decode_sample
-from loader.shards import ShardIntegrityError, ShardMissingError, ShardSetNotFoundError, open_shard_set, verify
+from loader.shards import ShardIntegrityError, ShardMissingError, ShardSetNotFoundError, open_shard_set
+from loader.verify import verify
 from shardgen.cli import main
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loader.shards import verify
+from loader.verify import verify
 from shardgen.output import ShardSetOutput, stage_path
 from shardgen.writer import CRASH_ENV, JOURNAL_NAME
 from tests.gen_classfolders import write_nmnist

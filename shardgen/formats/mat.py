@@ -28,13 +28,23 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
-import scipy.io
 
 from .events import Events, FormatError
 
 VARIABLES = ("ts", "x", "y", "pol")
+SCIPY_MISSING = "reading ASL-DVS .mat files needs scipy: pip install 'eventshard[asl-dvs]'"
+
+
+def _loadmat() -> Any:
+    """``scipy.io.loadmat`` (scipy is an optional dependency: the ``asl-dvs`` extra)."""
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise ImportError(SCIPY_MISSING) from None
+    return loadmat
 
 # MAT v5 data types scipy knows (miINT8 … miUTF32); scipy indexes a C table with the type, unchecked.
 _MI_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 14, 15, 16, 17, 18})
@@ -211,10 +221,11 @@ def read_asl_mat(data: bytes | bytearray | memoryview, name: str) -> Events:
         a negative or too large coordinate, or a polarity other than 0/1; the message names the file and
         the variable.
     """
+    loadmat = _loadmat()
     data = bytes(data)
     _check_mat5(data, name)
     try:
-        mat = scipy.io.loadmat(io.BytesIO(data), variable_names=VARIABLES)
+        mat = loadmat(io.BytesIO(data), variable_names=VARIABLES)
     except NotImplementedError as exc:  # scipy's answer to MAT v7.3 (HDF5)
         raise FormatError(name, None, f"MAT v7.3 (HDF5) files are not supported ({exc})") from exc
     except Exception as exc:  # scipy raises ValueError, TypeError, OSError, struct.error … on damaged files
