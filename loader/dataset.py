@@ -41,6 +41,8 @@ from loader.allocator import keep_freed_memory
 from loader.errors import ConfigurationError
 from loader.format import EVENT_COLUMNS, FormatError, decode_sample
 from loader.shards import ReadStats, ShardIntegrityError, ShardSet, open_shard_set
+from loader.transforms import base as _aug
+from loader.transforms.seeding import sample_rngs
 
 _DATA_TYPES = ("event", "frame", "structured")
 _SPLIT_BY = ("number", "time")
@@ -298,7 +300,12 @@ class EventShardDataset(IterableDataset):
         ``f(events: dict, H, W) -> ndarray``, run in the worker process.
     transform : callable
         Applied to the events dict before integration (or to the events for ``"event"``, to the
-        structured array for ``"structured"``); what it returns is yielded for those two.
+        structured array for ``"structured"``); what it returns is yielded for those two. A
+        :class:`loader.transforms.EventTransform` gets the sample's generator (seeded by ``(seed,
+        epoch, key)``), works on the columns for ``"structured"`` too, and frames use its sensor size.
+    frame_transform : callable
+        ``data_type="frame"`` only: applied to the frames; a :class:`loader.transforms.FrameTransform`
+        gets the sample's frame generator (``docs/AUGMENT.md``).
     target_transform : callable
         Applied to the label index.
     shuffle, seed : bool, int
@@ -373,9 +380,12 @@ class EventShardDataset(IterableDataset):
         on_error: str = "raise",
         cache_dir: str | os.PathLike[str] | None = None,
         cache_bytes: int | None = None,
+        frame_transform: Callable[[Any], Any] | None = None,
     ):
         super().__init__()
         _check_arguments(data_type, frames_number, split_by, duration, custom_integrate_function)
+        if frame_transform is not None and data_type != "frame":
+            raise ConfigurationError("frame_transform needs data_type='frame'")
         _check_even(even)
         if on_error not in _ON_ERROR:
             raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -393,6 +403,8 @@ class EventShardDataset(IterableDataset):
         self.duration = duration
         self.custom_integrate_function = custom_integrate_function
         self.transform = transform
+        self.frame_transform = frame_transform  # augmentation: docs/AUGMENT.md
+        self._augment_epoch: int | None = None  # the epoch of the running iteration
         self.target_transform = target_transform
         self.shuffle = shuffle
         self.seed = int(seed)
@@ -591,20 +603,26 @@ class EventShardDataset(IterableDataset):
 
     # ------------------------------------------------------------------ decoding
 
-    def _make_x(self, events: dict[str, np.ndarray]) -> Any:
+    def _make_x(self, events: dict[str, np.ndarray], key: str = "") -> Any:
+        epoch = self.epoch if self._augment_epoch is None else self._augment_epoch
+        augment = self.transform is not None or self.frame_transform is not None
+        rngs = sample_rngs(self.seed, epoch, key) if augment else (None, None)
+        ours = isinstance(self.transform, _aug.EventTransform)  # works on columns, not on tonic's records
+        if self.transform is not None and (ours or self.data_type != "structured"):
+            events = _aug.apply_event_transform(self.transform, events, self.sensor_size, rngs[0])
         if self.data_type == "structured":
             x = events_to_structured(events)
-            return self.transform(x) if self.transform is not None else x
-        if self.transform is not None:
-            events = self.transform(events)
+            return self.transform(x) if self.transform is not None and not ours else x
         if self.data_type == "event":
             return events
-        h, w = self.sensor_size
+        h, w = _aug.sensor_size_after(self.transform, self.sensor_size) if ours else self.sensor_size
         if self.custom_integrate_function is not None:
-            return self.custom_integrate_function(events, h, w)
-        if self.duration is not None:
-            return _frames.integrate_events_by_fixed_duration(events, self.duration, h, w)
-        return _frames.integrate_events_by_fixed_frames_number(events, self.split_by, self.frames_number, h, w)
+            x = self.custom_integrate_function(events, h, w)
+        elif self.duration is not None:
+            x = _frames.integrate_events_by_fixed_duration(events, self.duration, h, w)
+        else:
+            x = _frames.integrate_events_by_fixed_frames_number(events, self.split_by, self.frames_number, h, w)
+        return x if self.frame_transform is None else _aug.apply_frame_transform(self.frame_transform, x, rngs[1])
 
     def _columns(self) -> tuple[str, ...]:
         """Event columns the output needs: frames split by number never look at ``t``."""
@@ -639,7 +657,7 @@ class EventShardDataset(IterableDataset):
         label = meta["label"]
         if self.target_transform is not None:
             label = self.target_transform(label)
-        x = self._make_x(events)
+        x = self._make_x(events, key)
         return (x, label, key) if self.return_key else (x, label)
 
     def _decode_at(self, frame: bytes, shard: dict[str, Any], k: int) -> tuple[Any, ...]:
@@ -676,6 +694,7 @@ class EventShardDataset(IterableDataset):
             message names the shard's URL, the sample and its byte offset).
         """
         shard, k = self._set.locate(self.split, i)
+        self._augment_epoch = self.epoch
         return self._decode_at(self._set.read_sample(self.split, i, self._read_stats()), shard, k)
 
     # ------------------------------------------------------------------ iteration
@@ -707,7 +726,7 @@ class EventShardDataset(IterableDataset):
         workers, world = progress["num_workers"], progress["world_size"]
         consumer = progress["rank"] * workers + progress["worker"]
         counts = [s["samples"] for s in self._shards]
-        epoch = progress["epoch"]
+        epoch = self._augment_epoch = progress["epoch"]
         runs = plan(counts, consumer, world * workers, self.shuffle, self.seed, epoch, world_size=world, even=self.even)
         total = sum(b - a for _, a, b in runs)
         skip = progress["yielded"]

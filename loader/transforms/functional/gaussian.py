@@ -1,0 +1,54 @@
+"""Integer Gaussian noise by table look-up: ``round(sigma * Phi^-1(U))`` with ``U`` on 65536 quantiles.
+
+Drawing one 16-bit integer per event and looking it up in a table of rounded normal quantiles is
+about five times cheaper than ``Generator.normal`` followed by ``rint``. The distribution is that of
+``round(sigma * Phi^-1((k + 0.5) / 65536))`` with ``k`` uniform on ``0 … 65535``: the rounded
+Gaussian with every probability exact to 1/65536 and the tails cut at ±4.33 sigma
+(``docs/AUGMENT.md``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from scipy.special import ndtri
+
+__all__ = ["QUANTILES", "rounded_normal"]
+
+QUANTILES = 1 << 16
+
+
+@functools.lru_cache(maxsize=1)
+def _standard_quantiles() -> np.ndarray:
+    return ndtri((np.arange(QUANTILES, dtype=np.float64) + 0.5) / QUANTILES)
+
+
+@functools.lru_cache(maxsize=32)
+def _table(sigma: float) -> np.ndarray:
+    out = np.rint(_standard_quantiles() * sigma)
+    dtype = np.int32 if np.abs(out).max() < 2**31 else np.int64
+    table = out.astype(dtype)
+    table.setflags(write=False)
+    return table
+
+
+def rounded_normal(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
+    """``n`` independent integer draws of ``round(N(0, sigma))`` (quantile table, see the module docstring).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the draws (one ``uint16`` per value).
+    n : int
+        Number of values.
+    sigma : float
+        Standard deviation of the Gaussian before rounding (``>= 0``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int32`` (``int64`` for a huge ``sigma``), shape ``[n]``.
+    """
+    table = _table(float(sigma))
+    return table.take(rng.integers(0, QUANTILES, size=n, dtype=np.uint16))
