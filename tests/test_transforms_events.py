@@ -322,3 +322,17 @@ def test_plain_callables_are_called_as_before():
         DropEvent(1.5)
     with pytest.raises(ConfigurationError):
         DropByTime(1.0)
+
+
+def test_random_choice_picks_uniformly():
+    from loader.transforms import RandomChoice
+
+    ev = _events(100)
+    picks = [0, 0]
+    for r in _rngs(1000):
+        out = _call(RandomChoice([RandomFlipLR(1.0), RandomFlipUD(1.0)]), ev, r)
+        picks[0] += np.array_equal(out["x"], W - 1 - ev["x"])
+        picks[1] += np.array_equal(out["y"], H - 1 - ev["y"])
+    assert sum(picks) == 1000 and abs(picks[0] - 500) < 5 * math.sqrt(250)
+    with pytest.raises(ConfigurationError, match="changes the sensor size"):
+        RandomChoice([CenterCrop(5)]).sensor_size_after((H, W))

@@ -24,6 +24,7 @@ __all__ = [
     "EventTransform",
     "FrameTransform",
     "RandomApply",
+    "RandomChoice",
     "apply_event_transform",
     "apply_frame_transform",
     "check_probability",
@@ -149,4 +150,30 @@ class RandomApply(EventTransform):
         size = tuple(int(s) for s in sensor_size)
         if sensor_size_after(self.transform, size) != size:
             raise ConfigurationError(f"RandomApply cannot wrap {self.transform!r}: it changes the sensor size")
+        return size
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomChoice(EventTransform):
+    """Apply one of ``transforms``, chosen uniformly per sample (EventDrop picks one of its drops this way).
+
+    Every choice must keep the sensor size.
+    """
+
+    transforms: Sequence[Callable[..., Any]]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "transforms", tuple(self.transforms))
+        if not self.transforms:
+            raise ConfigurationError("RandomChoice needs at least one transform")
+
+    def __call__(self, events, *, sensor_size, rng):
+        return apply_event_transform(self.transforms[int(rng.integers(0, len(self.transforms)))], events,
+                                     sensor_size, rng)
+
+    def sensor_size_after(self, sensor_size):
+        size = tuple(int(s) for s in sensor_size)
+        for t in self.transforms:
+            if sensor_size_after(t, size) != size:
+                raise ConfigurationError(f"RandomChoice cannot hold {t!r}: it changes the sensor size")
         return size
