@@ -336,3 +336,11 @@ def test_random_choice_picks_uniformly():
     assert sum(picks) == 1000 and abs(picks[0] - 500) < 5 * math.sqrt(250)
     with pytest.raises(ConfigurationError, match="changes the sensor size"):
         RandomChoice([CenterCrop(5)]).sensor_size_after((H, W))
+
+
+def test_drop_event_probability_below_the_16_bit_resolution():
+    n = 2_000_000
+    ev = {"t": np.arange(n, dtype=np.int64), "x": np.zeros(n, np.uint8)}
+    for p in (2.5e-5, 4e-6):  # 1.64 and 0.26 steps of 1/65536: the second stage decides
+        dropped = n - len(_call(DropEvent(p), ev, np.random.default_rng(12), size=(1,))["t"])
+        assert _within(dropped, n * p, math.sqrt(n * p))

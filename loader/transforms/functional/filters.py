@@ -17,9 +17,6 @@ from loader.transforms.functional.columns import Events, n_events, require, take
 
 __all__ = ["denoise", "refractory_period"]
 
-_TAG_BITS = 3  # Denoise: tag 0 = an event, 1..4 = a neighbour query
-
-
 def _grid(events: Mapping[str, np.ndarray], who: str, with_y: bool) -> tuple[np.ndarray, int, int]:
     """``(pixel, width, height)``: pixel ``x * height + y`` on tonic's grid ``max(x)+1`` × ``max(y)+1``."""
     x = events["x"].astype(np.int64, copy=False)
@@ -45,12 +42,23 @@ def _memory_plus(t: np.ndarray, offset: float) -> np.ndarray:
     return t.astype(np.float64) + offset
 
 
+def _exact_in_int64(t: np.ndarray, offset: float) -> bool:
+    """Whether tonic's float64 arithmetic on ``t`` and ``t + offset`` equals int64 arithmetic (all below 2**53)."""
+    if not isinstance(offset, (int, np.integer)) or t.dtype.kind not in "iu" or len(t) == 0:
+        return False
+    return max(abs(int(t.min())), abs(int(t.max()))) + abs(int(offset)) < 2**53
+
+
 def denoise(events: Mapping[str, np.ndarray], filter_time: float) -> Events:
     """Keep the events with a recent event at one of the 4 neighbouring pixels (tonic's ``denoise_numpy``).
 
     An event at ``(x, y, t)`` is kept when, for one of the neighbours ``(x±1, y)``, ``(x, y±1)``
     inside the grid ``max(x) + 1`` × ``max(y) + 1``, ``m + filter_time > t`` where ``m`` is the time
     of the neighbour's latest event earlier in the array, or 0 when it has none.
+
+    How: events sorted by ``(pixel, position)``; for each axis, one merge of that order with itself
+    shifted by one pixel along the axis finds, for every event, the latest earlier event of the
+    pixel after it (``x + 1`` or ``y + 1``) and, for the shifted copy, of the pixel before it.
 
     Parameters
     ----------
@@ -69,33 +77,47 @@ def denoise(events: Mapping[str, np.ndarray], filter_time: float) -> Events:
     if n == 0:
         return take(events, np.zeros(0, dtype=np.intp))
     pixel, width, height = _grid(events, "Denoise", with_y=True)
-    bits = _key_bits(width * height, n, _TAG_BITS)
-    x = events["x"]
-    y = events["y"]
-    position = np.arange(n, dtype=np.int64)
-    parts = [((pixel << bits) | position) << _TAG_BITS]
-    for tag, (valid, step) in enumerate(
-        ((x > 0, -height), (x < width - 1, height), (y > 0, -1), (y < height - 1, 1)), start=1
-    ):
-        at = np.flatnonzero(valid)
-        parts.append((((pixel[at] + step) << bits) | at) << _TAG_BITS | tag)
-    keys = np.sort(np.concatenate(parts))
-    is_event = (keys & ((1 << _TAG_BITS) - 1)) == 0
-    last = np.where(is_event, np.arange(len(keys)), -1)
-    np.maximum.accumulate(last, out=last)
-    query = np.flatnonzero(~is_event)
-    before = last[query]
-    qkey = keys[query] >> _TAG_BITS
-    found = before >= 0
-    ekey = keys[np.where(found, before, 0)] >> _TAG_BITS
-    found &= (ekey >> bits) == (qkey >> bits)  # the latest earlier event is at the queried pixel
-    mask = (1 << bits) - 1
-    owner = qkey & mask
-    t = events["t"]
-    memory = np.where(found, _memory_plus(t[ekey & mask], filter_time), float(filter_time))
+    bits = _key_bits(width * height + height, n, 1)
+    keys = (pixel << bits) | np.arange(n, dtype=np.int64)
+    keys.sort()  # (pixel, position) order: "sorted order" below
+    order = keys & ((1 << bits) - 1)
+    pix = keys >> bits
+    t = events["t"][order]
+    if _exact_in_int64(t, filter_time):  # the same comparisons as tonic's float64 ones, without conversions
+        t = t.astype(np.int64, copy=False)
+        threshold = t - int(filter_time)  # neighbour memory m + ft > t  <=>  m > t - ft
+    else:
+        t = t.astype(np.float64)
+        threshold = None
+    default = float(filter_time) > t  # a neighbour that never fired: memory = filter_time
     keep = np.zeros(n, dtype=bool)
-    keep[owner[memory > t[owner].astype(np.float64)]] = True
-    return take(events, np.flatnonzero(keep))
+    rank = np.arange(n)
+    x_pos, y_pos = np.divmod(pix, height)
+    for step, after_ok, before_ok in (
+        (height, x_pos < width - 1, x_pos > 0),
+        (1, y_pos < height - 1, y_pos > 0),
+    ):
+        merged = np.concatenate([keys << 1, ((keys - (step << bits)) << 1) | 1])
+        merged.sort()
+        is_shifted = (merged & 1).astype(bool)
+        for at, want, ok in (
+            # an event: the latest shifted element before it = the latest earlier event at pixel + step
+            (np.flatnonzero(~is_shifted), pix + step, after_ok),
+            # a shifted element (an event at pixel, seen at pixel - step): latest earlier event at pixel - step
+            (np.flatnonzero(is_shifted), pix - step, before_ok),
+        ):
+            found = at - rank - 1  # sorted-order number of that event (elements of the other kind before)
+            np.maximum(found, 0, out=found)
+            hit = (pix[found] == want) & (at > rank)
+            m = t[found]
+            if threshold is not None:
+                recent = m > threshold
+            else:
+                recent = _memory_plus(m, filter_time) > t
+            keep |= ok & np.where(hit, recent, default)
+    kept = np.zeros(n, dtype=bool)
+    kept[order] = keep
+    return take(events, np.flatnonzero(kept))
 
 
 def refractory_period(events: Mapping[str, np.ndarray], delta: float) -> Events:
