@@ -92,7 +92,7 @@ def denoise(events: Mapping[str, np.ndarray], filter_time: float) -> Events:
     default = float(filter_time) > t  # a neighbour that never fired: memory = filter_time
     keep = np.zeros(n, dtype=bool)
     rank = np.arange(n)
-    x_pos, y_pos = np.divmod(pix, height)
+    x_pos, y_pos = events["x"][order], events["y"][order]
     for step, after_ok, before_ok in (
         (height, x_pos < width - 1, x_pos > 0),
         (1, y_pos < height - 1, y_pos > 0),
