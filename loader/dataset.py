@@ -603,7 +603,7 @@ class EventShardDataset(IterableDataset):
 
     # ------------------------------------------------------------------ decoding
 
-    def _make_x(self, events: dict[str, np.ndarray], key: str = "") -> Any:
+    def _make_x(self, events: dict[str, np.ndarray], key: str) -> Any:
         epoch = self.epoch if self._augment_epoch is None else self._augment_epoch
         augment = self.transform is not None or self.frame_transform is not None
         rngs = sample_rngs(self.seed, epoch, key) if augment else (None, None)
