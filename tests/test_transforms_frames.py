@@ -169,3 +169,15 @@ def test_cuda_gives_the_cpu_result():
         gpu = t(x.cuda(), rng=np.random.default_rng(11))
         assert gpu.is_cuda
         torch.testing.assert_close(gpu.cpu(), cpu)
+
+
+def test_warps_of_thin_frames_zero_what_comes_from_outside():
+    x = torch.ones(2, 1, 1, 6)
+    out = RandomShear(degrees=(45, 45))(x, rng=np.random.default_rng(0))  # one row: no shift
+    torch.testing.assert_close(out, x)
+    row = torch.ones(1, 1, 1, 5)  # turned by 90 degrees about its centre: only the middle pixel stays inside
+    out = RandomRotate(degrees=(90, 90))(row, rng=np.random.default_rng(0))
+    assert torch.equal(out[0, 0, 0], torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]))
+    col = torch.ones(1, 1, 5, 1)
+    out = RandomRotate(degrees=(90, 90))(col, rng=np.random.default_rng(0))
+    assert torch.equal(out[0, 0, :, 0], torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]))

@@ -65,7 +65,7 @@ def affine_warp(frames: torch.Tensor, matrix: np.ndarray, interpolation: str = "
     """Resample every ``[H, W]`` plane: output pixel ``q`` takes input ``c + matrix @ (q - c)``, zeros outside.
 
     ``q`` is ``(x, y)`` in pixels, ``c = ((W - 1) / 2, (H - 1) / 2)`` the centre; ``matrix`` is 2 × 2.
-    Runs ``grid_sample`` (``align_corners=True``) on the frames' device and type.
+    Runs ``grid_sample`` (pixel-exact coordinates, zeros padding) on the frames' device and type.
     """
     h, w = _spatial(frames, "affine_warp")
     shape = frames.shape
@@ -78,10 +78,9 @@ def affine_warp(frames: torch.Tensor, matrix: np.ndarray, interpolation: str = "
     m = [[float(v) for v in row] for row in np.asarray(matrix, dtype=np.float64)]
     sx = m[0][0] * gx + m[0][1] * gy
     sy = m[1][0] * gx + m[1][1] * gy
-    nx = sx * (2.0 / (w - 1)) if w > 1 else sx * 0.0 + (sx.abs() > 0.5) * 2.0
-    ny = sy * (2.0 / (h - 1)) if h > 1 else sy * 0.0 + (sy.abs() > 0.5) * 2.0
-    grid = torch.stack([nx, ny], dim=-1).to(dt).unsqueeze(0)
-    out = nnf.grid_sample(planes, grid, mode=interpolation, padding_mode="zeros", align_corners=True)
+    # pixel (sx + (w-1)/2) → grid_sample's align_corners=False coordinate (2 * pixel + 1) / w - 1
+    grid = torch.stack([sx * (2.0 / w), sy * (2.0 / h)], dim=-1).to(dt).unsqueeze(0)
+    out = nnf.grid_sample(planes, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
     out = out.reshape(shape)
     return out if frames.is_floating_point() else out.round().to(frames.dtype)
 
