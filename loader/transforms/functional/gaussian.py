@@ -27,8 +27,9 @@ def _standard_quantiles() -> np.ndarray:
 @functools.lru_cache(maxsize=32)
 def _table(sigma: float) -> np.ndarray:
     out = np.rint(_standard_quantiles() * sigma)
-    dtype = np.int32 if np.abs(out).max() < 2**31 else np.int64
-    table = out.astype(dtype)
+    top = int(np.abs(out).max())
+    dtype = next(d for d in (np.int8, np.int16, np.int32, np.int64) if top <= np.iinfo(d).max)
+    table = out.astype(dtype)  # the smallest type: a small table stays in the cache
     table.setflags(write=False)
     return table
 
@@ -48,7 +49,8 @@ def rounded_normal(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray
     Returns
     -------
     numpy.ndarray
-        ``int32`` (``int64`` for a huge ``sigma``), shape ``[n]``.
+        The smallest signed integer type that holds the values (``int8`` for ``sigma`` up to about
+        29), shape ``[n]``.
     """
     table = _table(float(sigma))
     return table.take(rng.integers(0, QUANTILES, size=n, dtype=np.uint16))
