@@ -19,12 +19,15 @@ __all__ = ["denoise", "refractory_period"]
 
 def _grid(events: Mapping[str, np.ndarray], who: str, with_y: bool) -> tuple[np.ndarray, int, int]:
     """``(pixel, width, height)``: pixel ``x * height + y`` on tonic's grid ``max(x)+1`` × ``max(y)+1``."""
-    x = events["x"].astype(np.int64, copy=False)
-    y = events["y"].astype(np.int64, copy=False) if with_y else np.zeros(1, dtype=np.int64)
-    if x.min() < 0 or y.min() < 0:
+    x, y = events["x"], events["y"] if with_y else np.zeros(1, dtype=np.int64)
+    if int(x.min()) < 0 or int(y.min()) < 0:
         raise ConfigurationError(f"{who}: negative x or y coordinates")
     width, height = int(x.max()) + 1, int(y.max()) + 1
-    return (x * height + y if with_y else x), width, height
+    pixel = x.astype(np.int64)
+    if with_y:
+        pixel *= height
+        pixel += y
+    return pixel, width, height
 
 
 def _key_bits(n_pixels: int, n: int, extra: int) -> int:
@@ -85,36 +88,41 @@ def denoise(events: Mapping[str, np.ndarray], filter_time: float) -> Events:
     t = events["t"][order]
     if _exact_in_int64(t, filter_time):  # the same comparisons as tonic's float64 ones, without conversions
         t = t.astype(np.int64, copy=False)
-        threshold = t - int(filter_time)  # neighbour memory m + ft > t  <=>  m > t - ft
+        threshold = t - int(filter_time)  # neighbour memory m + ft > t  <=>  m > t - ft (exact in int64)
     else:
         t = t.astype(np.float64)
         threshold = None
-    default = float(filter_time) > t  # a neighbour that never fired: memory = filter_time
     keep = np.zeros(n, dtype=bool)
     rank = np.arange(n)
     x_pos, y_pos = events["x"][order], events["y"][order]
+    doubled = keys << 1  # key * 2 + 0: an event; (key - step) * 2 + 1: the same event seen one pixel back
+    merged = np.empty(2 * n, dtype=np.int64)
     for step, after_ok, before_ok in (
         (height, x_pos < width - 1, x_pos > 0),
         (1, y_pos < height - 1, y_pos > 0),
     ):
-        merged = np.concatenate([keys << 1, ((keys - (step << bits)) << 1) | 1])
-        merged.sort()
-        is_shifted = (merged & 1).astype(bool)
+        merged[:n] = doubled
+        np.subtract(doubled, (step << (bits + 1)) - 1, out=merged[n:])
+        merged.sort(kind="stable")  # two sorted runs: timsort merges them in one pass
+        odd = (merged & 1).astype(bool)
         for at, want, ok in (
             # an event: the latest shifted element before it = the latest earlier event at pixel + step
-            (np.flatnonzero(~is_shifted), pix + step, after_ok),
+            (np.flatnonzero(~odd), pix + step, after_ok),
             # a shifted element (an event at pixel, seen at pixel - step): latest earlier event at pixel - step
-            (np.flatnonzero(is_shifted), pix - step, before_ok),
+            (np.flatnonzero(odd), pix - step, before_ok),
         ):
-            found = at - rank - 1  # sorted-order number of that event (elements of the other kind before)
-            np.maximum(found, 0, out=found)
-            hit = (pix[found] == want) & (at > rank)
-            m = t[found]
-            if threshold is not None:
-                recent = m > threshold
-            else:
-                recent = _memory_plus(m, filter_time) > t
-            keep |= ok & np.where(hit, recent, default)
+            at -= rank  # elements of the other kind before it = sorted-order number of that event + 1
+            at -= 1
+            first = int(np.searchsorted(at, 0))  # `at` never decreases: only a head has none before it
+            at[:first] = 0
+            same = pix[at] == want
+            same[:first] = False
+            # a neighbour that never fired has memory 0 + filter_time (tonic's initial grid)
+            memory = t[at]
+            memory *= same
+            recent = memory > threshold if threshold is not None else _memory_plus(memory, filter_time) > t
+            recent &= ok
+            keep |= recent
     kept = np.zeros(n, dtype=bool)
     kept[order] = keep
     return take(events, np.flatnonzero(kept))
