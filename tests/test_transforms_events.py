@@ -344,3 +344,14 @@ def test_drop_event_probability_below_the_16_bit_resolution():
     for p in (2.5e-5, 4e-6):  # 1.64 and 0.26 steps of 1/65536: the second stage decides
         dropped = n - len(_call(DropEvent(p), ev, np.random.default_rng(12), size=(1,))["t"])
         assert _within(dropped, n * p, math.sqrt(n * p))
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 300, 2000])
+def test_drop_helper_equals_np_delete(count):
+    from loader.transforms.functional.columns import drop
+
+    ev = _events(5000)
+    index = np.sort(np.random.default_rng(count).choice(5000, count, replace=False))
+    out = drop(ev, index)
+    for c in "txyp":
+        np.testing.assert_array_equal(out[c], np.delete(ev[c], index))

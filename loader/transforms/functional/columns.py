@@ -14,7 +14,7 @@ from loader.errors import ConfigurationError
 
 Events = dict[str, np.ndarray]
 
-__all__ = ["Events", "coord_dtype_for", "hw", "keep", "n_events", "require", "take"]
+__all__ = ["Events", "coord_dtype_for", "drop", "hw", "keep", "n_events", "require", "take", "time_order"]
 
 
 def n_events(events: Mapping[str, np.ndarray]) -> int:
@@ -42,6 +42,19 @@ def take(events: Mapping[str, np.ndarray], index: np.ndarray) -> Events:
 def keep(events: Mapping[str, np.ndarray], mask: np.ndarray) -> Events:
     """Events where the boolean ``mask`` is true, in their order (one ``flatnonzero``, then a take per column)."""
     return take(events, np.flatnonzero(mask))
+
+
+def drop(events: Mapping[str, np.ndarray], index: np.ndarray) -> Events:
+    """Events without those at the ascending positions ``index``; a few are cut out by copying the runs between them."""
+    if len(index) == 0:
+        return dict(events)
+    if len(index) > 256:
+        mask = np.ones(n_events(events), dtype=bool)
+        mask[index] = False
+        return keep(events, mask)
+    starts = np.concatenate([[0], index + 1]).tolist()
+    stops = index.tolist() + [n_events(events)]
+    return {k: np.concatenate([v[a:b] for a, b in zip(starts, stops, strict=True)]) for k, v in events.items()}
 
 
 def hw(sensor_size: Sequence[int]) -> tuple[int, int]:

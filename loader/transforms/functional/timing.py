@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from loader.transforms.functional.columns import Events, keep, n_events, require, take, time_order
+from loader.transforms.functional.columns import Events, drop, keep, n_events, require, take, time_order
 from loader.transforms.functional.gaussian import rounded_normal
 
 __all__ = ["drop_time_window", "time_jitter", "time_skew"]
@@ -33,7 +33,7 @@ def time_jitter(
     shifted = (t + rounded_normal(rng, n_events(events), std)).astype(t.dtype, copy=False)
     out = {**events, "t": shifted}
     if clip_negative and len(shifted) and shifted.min() < 0:
-        out = keep(out, shifted >= 0)
+        out = drop(out, np.flatnonzero(shifted < 0))
     if sort:
         out = take(out, time_order(out["t"]))
     return out
