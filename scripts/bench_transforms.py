@@ -5,7 +5,9 @@ get the columns (``x``, ``y`` uint8, ``p`` uint8, ``t`` int64) as ``EventShardDa
 tonic gets the same events as its structured records (``tonic.io.events_struct``), as
 ``data_type="structured"`` yields them. The two are timed in alternating rounds (each repeated for
 0.3 s within a round, at least once) and the best time of each counts, so a busy machine slows both.
-Prints one table: ns per event for both, the ratio, and the target where the issue sets one
+The process keeps freed memory as a DataLoader worker of ``EventShardDataset`` does
+(:func:`loader.allocator.keep_freed_memory`; both libraries profit from it). Prints one table: ns per
+event for both, the ratio, and the target where the issue sets one
 (≥ 10× where tonic loops in Python, ≥ 5× where it is vectorised).
 
     python scripts/bench_transforms.py [--events 300000] [--core 0]
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {args.core})
     import tonic
 
+    from loader.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as in the DataLoader workers where the transforms run (for tonic's too)
+
     cols = sample(args.events)
     records = np.zeros(args.events, dtype=tonic.io.events_struct)
     for c in "txyp":
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     np.random.seed(0)
     n = args.events
-    print(f"{n} events, {H}x{W} sensor, one core (#{args.core}); ns per event, best of repeated runs")
+    print(f"{n} events, {H}x{W} sensor, one core (#{args.core}); ns per event, best of {args.rounds} rounds")
     print(f"{'transform':26s} {'eventshard':>11s} {'tonic 1.7.0':>12s} {'ratio':>8s} {'target':>7s}  met")
     for name, ours, theirs, target in pairs():
         a = b = float("inf")
