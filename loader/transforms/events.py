@@ -4,7 +4,7 @@ Each is called ``t(events, *, sensor_size, rng)`` with ``sensor_size`` ``(H, W)`
 dict (see :class:`~loader.transforms.base.EventTransform`). Their semantics, formulas and
 differences from tonic are stated once in ``docs/AUGMENT.md``. Transforms that make sense on 1-D
 events (``t``, ``x`` only: SHD, SSC) accept them: ``DropEvent``, ``DropByTime``, ``TimeJitter``,
-``TimeSkew``, ``Downsample``, ``UniformNoise``, ``RefractoryPeriod``; the others raise
+``TimeSkew``, ``Downsample``, ``UniformNoise``, ``RefractoryPeriod``, ``RandomFlipLR``; the others raise
 :class:`~loader.errors.ConfigurationError`.
 """
 
