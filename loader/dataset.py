@@ -31,6 +31,8 @@ from loader.order import BufferOrder, check_even, interleave, plan, rank_range
 from loader.reading import Fetched, RunReader
 from loader.settings import FrameSetting, events_to_structured
 from loader.shards import READ_BLOCK, ReadStats, ShardSet, open_shard_set
+from loader.transforms import base as _aug
+from loader.transforms.seeding import sample_rngs
 
 _ON_ERROR = ("raise", "skip")
 SPAN_BYTES = 4 << 20
@@ -56,7 +58,13 @@ class EventShardDataset(IterableDataset):
         SpikingJelly's frame arguments (:class:`loader.settings.FrameSetting`).
     transform : callable
         Applied to the events dict before integration (to the structured array for
-        ``"structured"``); what it returns is yielded for ``"event"`` and ``"structured"``.
+        ``"structured"``); what it returns is yielded for ``"event"`` and ``"structured"``. A
+        :class:`loader.transforms.EventTransform` gets the sample's generator, seeded by ``(seed,
+        epoch, key)``, works on the columns for ``"structured"`` too, and frames use the sensor size
+        after it (``docs/AUGMENT.md``).
+    frame_transform : callable
+        ``data_type="frame"`` only: applied to the frames; a :class:`loader.transforms.FrameTransform`
+        gets the sample's frame generator.
     target_transform : callable
         Applied to the label index.
     shuffle, seed : bool, int
@@ -118,9 +126,12 @@ class EventShardDataset(IterableDataset):
         cache_bytes: int | None = None,
         streams: int = STREAMS,
         span_bytes: int = SPAN_BYTES,
+        frame_transform: Callable[[Any], Any] | None = None,
     ):
         super().__init__()
         self.setting = FrameSetting(data_type, frames_number, split_by, duration, custom_integrate_function)
+        if frame_transform is not None and data_type != "frame":
+            raise ConfigurationError("frame_transform needs data_type='frame'")
         check_even(even)
         if on_error not in _ON_ERROR:
             raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -138,6 +149,7 @@ class EventShardDataset(IterableDataset):
         self.frames_number, self.split_by, self.duration = frames_number, split_by, duration
         self.custom_integrate_function = custom_integrate_function
         self.transform = transform
+        self.frame_transform = frame_transform  # augmentation: docs/AUGMENT.md
         self.target_transform = target_transform
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
@@ -304,22 +316,34 @@ class EventShardDataset(IterableDataset):
 
     # ------------------------------------------------------------------ decoding
 
-    def _make_x(self, events: dict[str, np.ndarray]) -> Any:
+    def _make_x(self, events: dict[str, np.ndarray], key: str, epoch: int) -> Any:
+        augment = self.transform is not None or self.frame_transform is not None
+        rngs = sample_rngs(self.seed, epoch, key) if augment else (None, None)
+        ours = isinstance(self.transform, _aug.EventTransform)  # works on columns, not on tonic's records
+        if ours:
+            events = _aug.apply_event_transform(self.transform, events, self.sensor_size, rngs[0])
+        plain = None if ours else self.transform
         if len(self.sensor_size) == 1:  # 1-D sensors (SHD, SSC): events t, x; frames [T, W]
-            return _sensor1d.make_item_1d(events, self.sensor_size[0], self.data_type, self.transform,
-                                          self.frames_number, self.split_by, self.duration,
-                                          self.custom_integrate_function)
-        if self.data_type == "structured":
+            x = _sensor1d.make_item_1d(events, self.sensor_size[0], self.data_type, plain, self.frames_number,
+                                       self.split_by, self.duration, self.custom_integrate_function)
+        elif self.data_type == "structured":
             x = events_to_structured(events)
-            return self.transform(x) if self.transform is not None else x
-        if self.transform is not None:
-            events = self.transform(events)
-        if self.data_type == "event":
-            return events
-        return self.setting.integrate(events, self.sensor_size)
+            return plain(x) if plain is not None else x
+        elif self.data_type == "event":
+            return plain(events) if plain is not None else events
+        else:
+            if plain is not None:
+                events = plain(events)
+            size = _aug.sensor_size_after(self.transform, self.sensor_size) if ours else self.sensor_size
+            x = self.setting.integrate(events, size)
+        if self.frame_transform is None or self.data_type != "frame":
+            return x
+        return _aug.apply_frame_transform(self.frame_transform, x, rngs[1])
 
-    def decode(self, frame: bytes) -> tuple[Any, ...]:
+    def decode(self, frame: bytes, epoch: int | None = None) -> tuple[Any, ...]:
         """Turn one sample's zstd frame into the item this dataset yields: ``(x, label[, key])``.
+
+        ``epoch`` (default :attr:`epoch`) seeds the augmentations with the sample's key.
 
         Raises
         ------
@@ -333,14 +357,14 @@ class EventShardDataset(IterableDataset):
         label = meta["label"]
         if self.target_transform is not None:
             label = self.target_transform(label)
-        x = self._make_x(events)
+        x = self._make_x(events, key, self.epoch if epoch is None else epoch)
         return (x, label, key) if self.return_key else (x, label)
 
-    def _decode_at(self, frame: bytes, shard: dict[str, Any], k: int) -> tuple[Any, ...]:
+    def _decode_at(self, frame: bytes, shard: dict[str, Any], k: int, epoch: int | None = None) -> tuple[Any, ...]:
         """:meth:`decode`; a frame that does not decode raises ``ShardIntegrityError`` naming the
         shard's URL, the sample and its byte offset."""
         try:
-            return self.decode(frame)
+            return self.decode(frame, epoch)
         except FormatError as exc:
             raise self._set.sample_error(shard, k, exc) from exc
 
@@ -413,18 +437,18 @@ class EventShardDataset(IterableDataset):
                 store[first] = next(fetched)
                 first += 1
             entry = store.pop(j)
-            item = None if entry is None else self._decode_or_skip(*entry)
+            item = None if entry is None else self._decode_or_skip(*entry, epoch)
             progress["yielded"] += 1
             if item is not None:
                 yield item
         self._finished = progress
 
-    def _decode_or_skip(self, frame: bytes, shard_no: int, sample: int) -> tuple[Any, ...] | None:
+    def _decode_or_skip(self, frame: bytes, shard_no: int, sample: int, epoch: int) -> tuple[Any, ...] | None:
         """Decode a sample; one that does not decode raises, or with ``on_error="skip"`` gives ``None``
         (counted in :meth:`stats`, reported by a warning)."""
         shard = self._shards[shard_no]
         try:
-            return self._decode_at(frame, shard, sample)
+            return self._decode_at(frame, shard, sample, epoch)
         except ShardIntegrityError as exc:
             if self.on_error == "raise":
                 raise

@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 
 from loader.dataset import EventShardDataset
 from loader.errors import ConfigurationError
+from loader.transforms.base import EventTransform, FrameTransform
 
 __all__ = ["ASLDVS", "CIFAR10DVS", "DVS128Gesture", "NCaltech101", "NMNIST", "ShardFolderDataset"]
 
@@ -75,7 +76,14 @@ class ShardFolderDataset(Dataset):
     custom_integrated_frames_dir_name : str
         Accepted for compatibility and ignored (frames are not stored).
     transform : callable
-        Applied to ``x`` (frames, or the events dict) as SpikingJelly does.
+        Applied to ``x`` (frames, or the events dict) as SpikingJelly does. A
+        :class:`loader.transforms.EventTransform` runs on the events before integration, a
+        :class:`loader.transforms.FrameTransform` on the frames, each with the sample's generator
+        seeded by ``(seed, epoch, key)`` (``docs/AUGMENT.md``).
+    frame_transform : callable, optional
+        ``data_type="frame"``: applied to the frames (after an event ``transform``).
+    seed : int
+        Seed of the augmentations' generators; :meth:`set_epoch` chooses the epoch.
     target_transform : callable
         Applied to the label.
     split : str, optional
@@ -116,8 +124,15 @@ class ShardFolderDataset(Dataset):
         storage_options: dict[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         cache_bytes: int | None = None,
+        frame_transform: Callable[[Any], Any] | None = None,
+        seed: int = 0,
     ):
         super().__init__()
+        if isinstance(transform, FrameTransform):  # seeded transforms run inside, with the sample's generator
+            if frame_transform is not None:
+                raise ConfigurationError("pass the frame transforms in one place: transform or frame_transform")
+            frame_transform = transform
+        inner = transform if isinstance(transform, (EventTransform, FrameTransform)) else None
         if data_type not in ("event", "frame"):
             raise ConfigurationError(f"data_type must be 'event' or 'frame' (SpikingJelly's), got {data_type!r}")
         if split is None:
@@ -130,6 +145,9 @@ class ShardFolderDataset(Dataset):
             split_by=split_by,
             duration=duration,
             custom_integrate_function=custom_integrate_function,
+            transform=inner if isinstance(inner, EventTransform) else None,
+            frame_transform=frame_transform,
+            seed=seed,
             shuffle=False,
             return_key=True,
             storage_options=storage_options,
@@ -151,6 +169,8 @@ class ShardFolderDataset(Dataset):
         self.duration = duration
         self.custom_integrate_function = custom_integrate_function
         self.transform = transform
+        self._plain_transform = None if inner is not None else transform
+        self.frame_transform = frame_transform
         self.target_transform = target_transform
         self.return_key = bool(return_key)
         self.classes: list[str] = list(self._ds.classes)
@@ -180,11 +200,15 @@ class ShardFolderDataset(Dataset):
             ``i`` is outside the split (ends a plain ``for x, y in ds`` loop).
         """
         x, label, key = self._ds.read_canonical(i)
-        if self.transform is not None:
-            x = self.transform(x)
+        if self._plain_transform is not None:
+            x = self._plain_transform(x)
         if self.target_transform is not None:
             label = self.target_transform(label)
         return (x, label, key) if self.return_key else (x, label)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch of the augmentations' generators (reaches DataLoader workers, persistent ones too)."""
+        self._ds.set_epoch(epoch)
 
     def get_H_W(self) -> tuple[int, int]:
         """``(H, W)`` of the sensor (SpikingJelly's ``get_H_W``; here from the shard set's index)."""

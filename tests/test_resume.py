@@ -147,8 +147,8 @@ def test_skipped_samples_are_not_decoded_or_read(set31, monkeypatch):
     decoded = []
     real_decode = EventShardDataset.decode
 
-    def counting_decode(self, frame):
-        item = real_decode(self, frame)
+    def counting_decode(self, frame, epoch=None):
+        item = real_decode(self, frame, epoch)
         decoded.append(item[2])
         return item
 
