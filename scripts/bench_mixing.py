@@ -49,7 +49,7 @@ def _make_download(raw: Path, seed: int) -> None:
 
     if (raw / "Train.zip").exists():
         return
-    write_nmnist(raw, per_class=450, classes=CLASSES, seed=seed, max_events=60)
+    write_nmnist(raw, per_class=450, classes=CLASSES, seed=seed, max_events=8000)  # ~4000 events, as N-MNIST
 
 
 def _mixing(label_batches: list[list[int]]) -> tuple[float, float]:

@@ -17,7 +17,7 @@ import pytest
 
 from loader import EventShardDataset
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "readme-webdataset.md"
+DOC = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## With webdataset"
 ROOT = "/data/dvsgesture-shards"
 
@@ -25,6 +25,7 @@ ROOT = "/data/dvsgesture-shards"
 def _block() -> str:
     text = DOC.read_text(encoding="utf-8")
     section = text[text.index(SECTION):]
+    section = section[: section.find("\n## ", len(SECTION))] if "\n## " in section[len(SECTION):] else section
     blocks = re.findall(r"^```python\n(.*?)^```$", section, flags=re.S | re.M)
     assert len(blocks) == 1, f"{DOC}: expected one python block in {SECTION!r}"
     return blocks[0]

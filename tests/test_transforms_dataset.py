@@ -39,7 +39,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:'set_vital' is deprecated:UserWarning"),
 ]
 
-README_AUGMENT = Path(__file__).resolve().parents[1] / "docs" / "readme-augment.md"
+README_AUGMENT = Path(__file__).resolve().parents[1] / "README.md"
 README_ROOT = "/data/cifar10-dvs-shards"
 SEED = 11
 SENSOR = (128, 128)
@@ -177,6 +177,7 @@ def test_readme_recipe_runs(shard_set, tmp_path, monkeypatch):
     path, _ = shard_set
     root = _as_cifar10dvs(path, tmp_path / "c10")
     text = README_AUGMENT.read_text(encoding="utf-8")
+    text = text[text.index("## Augmentation"):]
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks and README_ROOT in blocks[0]
     monkeypatch.chdir(tmp_path)
