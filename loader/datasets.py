@@ -286,3 +286,19 @@ class ASLDVS(_Whole):
     """
 
     dataset_id = "asl-dvs"
+
+
+# ------------------------------------------------------------------------------ datasets2: second-wave 2-D sets
+
+
+class NCARS(_TrainTest):
+    """N-CARS (``n-cars``; neither SpikingJelly nor tonic has it) with SpikingJelly's ``train`` argument.
+
+    ``train=True`` → ``"train"``, ``False`` → ``"test"`` (the authors' split); labels
+    ``background`` = 0, ``cars`` = 1; sensor 100 × 120. See ``docs/DATASETS.md``.
+    """
+
+    dataset_id = "n-cars"
+
+
+__all__ += ["NCARS"]

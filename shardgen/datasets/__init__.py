@@ -14,6 +14,8 @@ DATASETS: dict[str, str] = {
     "n-caltech101": "shardgen.datasets.n_caltech101",
     "asl-dvs": "shardgen.datasets.asl_dvs",
     "folder": "shardgen.datasets.folder",
+    # datasets2: 2-D datasets of the second wave
+    "n-cars": "shardgen.datasets.n_cars",
 }
 
 
