@@ -301,4 +301,24 @@ class NCARS(_TrainTest):
     dataset_id = "n-cars"
 
 
-__all__ += ["NCARS"]
+class NAVGestureWalk(_Whole):
+    """NAVGesture-walk (``nav-gesture-walk``) with SpikingJelly's ``NAVGestureWalk`` arguments.
+
+    Default split ``"all"`` (SpikingJelly loads every sample); keyword ``train=True``/``False`` picks
+    shardgen's seeded ``"train"``/``"test"`` split. Labels: ``do ho le ri se up`` → 0 … 5.
+    """
+
+    dataset_id = "nav-gesture-walk"
+
+
+class NAVGestureSit(_Whole):
+    """NAVGesture-sit (``nav-gesture-sit``) with the arguments of SpikingJelly's ``NAVGestureWalk``.
+
+    SpikingJelly 2.0.0's own ``NAVGestureSit`` raises ``TypeError`` when constructed; this class
+    follows its Walk class. Default split ``"all"``; ``train=True``/``False`` as for :class:`NAVGestureWalk`.
+    """
+
+    dataset_id = "nav-gesture-sit"
+
+
+__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit"]

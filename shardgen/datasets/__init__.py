@@ -16,6 +16,8 @@ DATASETS: dict[str, str] = {
     "folder": "shardgen.datasets.folder",
     # datasets2: 2-D datasets of the second wave
     "n-cars": "shardgen.datasets.n_cars",
+    "nav-gesture-walk": "shardgen.datasets.nav_gesture_walk",
+    "nav-gesture-sit": "shardgen.datasets.nav_gesture_sit",
 }
 
 

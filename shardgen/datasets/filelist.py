@@ -45,7 +45,7 @@ from shardgen.datasets.base import (
     read_all,
     want_all,
 )
-from shardgen.datasets.classfolder import MAX_SAMPLE_FILE_BYTES, _Md5Check, read_member
+from shardgen.datasets.classfolder import MAX_SAMPLE_FILE_BYTES, SplitRule, _Md5Check, read_member, split_by_class
 from shardgen.formats.events import Events
 
 Reader = Callable[[Any, str, bool], Events]
@@ -70,6 +70,21 @@ class Item:
     size: int = 0
     container: str | None = None
     entry: tuple[int, int, int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A sample before its split is known: what :func:`shardgen.datasets.classfolder.split_by_class` needs."""
+
+    cls: str
+    stem: str
+    name: str
+    split: str | None = None
+
+
+def split_units(units: list[Unit], rule: SplitRule) -> dict[Unit, str]:
+    """Each unit's split by a class-folder :class:`SplitRule` (``ratio``, ``ordered``, ``first-k``, ``official``)."""
+    return split_by_class(units, rule)
 
 
 # ------------------------------------------------------------------------------------------ listing helpers
