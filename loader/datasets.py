@@ -321,4 +321,13 @@ class NAVGestureSit(_Whole):
     dataset_id = "nav-gesture-sit"
 
 
-__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit"]
+class DVSLip(_TrainTest):
+    """DVS-Lip (``dvs-lip``) with SpikingJelly's ``DVSLip`` arguments (``train=True`` → ``"train"``).
+
+    100 words numbered in sorted order; sensor 128 × 128.
+    """
+
+    dataset_id = "dvs-lip"
+
+
+__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit", "DVSLip"]

@@ -18,6 +18,7 @@ DATASETS: dict[str, str] = {
     "n-cars": "shardgen.datasets.n_cars",
     "nav-gesture-walk": "shardgen.datasets.nav_gesture_walk",
     "nav-gesture-sit": "shardgen.datasets.nav_gesture_sit",
+    "dvs-lip": "shardgen.datasets.dvs_lip",
 }
 
 
