@@ -330,4 +330,35 @@ class DVSLip(_TrainTest):
     dataset_id = "dvs-lip"
 
 
-__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit", "DVSLip"]
+class HARDVS(ShardFolderDataset):
+    """HARDVS MINI (``hardvs``) with SpikingJelly's ``HARDVS`` arguments.
+
+    ``train_test_val`` is the split, ``"train"``, ``"val"`` or ``"test"`` (SpikingJelly's argument,
+    second like there); labels ``action_NNN`` → NNN − 1; sensor 260 × 346.
+    """
+
+    dataset_id = "hardvs"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        train_test_val: str | None = None,
+        data_type: str = "event",
+        frames_number: int | None = None,
+        split_by: str | None = None,
+        duration: int | None = None,
+        custom_integrate_function: Callable[[dict[str, np.ndarray], int, int], Any] | None = None,
+        custom_integrated_frames_dir_name: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        **kwargs: Any,
+    ):
+        if train_test_val not in ("train", "val", "test"):
+            raise ConfigurationError(f"train_test_val must be 'train', 'val' or 'test', got {train_test_val!r}")
+        kwargs.setdefault("split", train_test_val)
+        super().__init__(root, None, data_type, frames_number, split_by, duration, custom_integrate_function,
+                         custom_integrated_frames_dir_name, transform, target_transform, **kwargs)
+        self.train_test_val = train_test_val
+
+
+__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit", "DVSLip", "HARDVS"]

@@ -195,6 +195,8 @@ def write_hardvs(root: Path, classes: int = 3, per_split: int = 2, seed: int = 1
                 lists[split].append(f"{cls}/{stem} {c - 1}")
                 gen.samples[(split, f"{cls}/{stem}")] = (c - 1, ev, f"{stem}.npz")
         inner[f"MINI_HARDVS_files/{cls}.zip"] = _zip_bytes(members, dirs=False)
+    for c in range(classes + 1, 301):  # the release has all 300 class zips (SpikingJelly opens each)
+        inner[f"MINI_HARDVS_files/action_{c:03d}.zip"] = _zip_bytes({}, dirs=False)
     gen.write("MINI_HARDVS_files.zip", _zip_bytes(inner))
     nl = "\r\n" if crlf else "\n"
     for split, lines in lists.items():

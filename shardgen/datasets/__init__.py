@@ -19,6 +19,7 @@ DATASETS: dict[str, str] = {
     "nav-gesture-walk": "shardgen.datasets.nav_gesture_walk",
     "nav-gesture-sit": "shardgen.datasets.nav_gesture_sit",
     "dvs-lip": "shardgen.datasets.dvs_lip",
+    "hardvs": "shardgen.datasets.hardvs",
 }
 
 
