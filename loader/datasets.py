@@ -361,4 +361,14 @@ class HARDVS(ShardFolderDataset):
         self.train_test_val = train_test_val
 
 
-__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit", "DVSLip", "HARDVS"]
+class ESImageNet(_TrainTest):
+    """ES-ImageNet (``es-imagenet``) with SpikingJelly's ``ESImageNet`` arguments.
+
+    ``train=True`` → ``"train"``, ``False`` → ``"test"`` (the val set). Labels index the folder names
+    ``class<N>`` in string order, as SpikingJelly's (``int(self.classes[label][5:])`` is N); sensor 256 × 256.
+    """
+
+    dataset_id = "es-imagenet"
+
+
+__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit", "DVSLip", "HARDVS", "ESImageNet"]

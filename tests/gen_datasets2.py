@@ -233,7 +233,7 @@ def write_esimagenet(root: Path, classes: int = 3, per_class: int = 3, val: int 
             gen.samples[("train", name[:-4])] = (c, {"pos": pos, "neg": neg}, name)
     lines = []
     for v in range(val):
-        label = int(rng.integers(0, classes))
+        label = v % classes  # every class gets validation samples once val >= classes
         pos, neg = sample(int(rng.integers(1, max_events)))
         stem = f"ILSVRC2012_val_{v * 7 + 1:08d}"
         gen.write(f"{base}/val/{stem}.npz", es_npz_bytes(pos, neg))

@@ -20,6 +20,7 @@ DATASETS: dict[str, str] = {
     "nav-gesture-sit": "shardgen.datasets.nav_gesture_sit",
     "dvs-lip": "shardgen.datasets.dvs_lip",
     "hardvs": "shardgen.datasets.hardvs",
+    "es-imagenet": "shardgen.datasets.es_imagenet",
 }
 
 
