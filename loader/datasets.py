@@ -371,4 +371,15 @@ class ESImageNet(_TrainTest):
     dataset_id = "es-imagenet"
 
 
-__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit", "DVSLip", "HARDVS", "ESImageNet"]
+class Bullying10kClassification(_TrainTest):
+    """Bullying10K (``bullying10k``) with SpikingJelly's ``Bullying10kClassification`` arguments.
+
+    ``train=True`` → ``"train"``, ``False`` → ``"test"`` (every 5th file, see ``docs/DATASETS.md``);
+    SpikingJelly's category labels; keys ``<category>/<session>/<stem>`` (every recording kept).
+    """
+
+    dataset_id = "bullying10k"
+
+
+__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit", "DVSLip", "HARDVS", "ESImageNet",
+            "Bullying10kClassification"]

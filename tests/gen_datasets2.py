@@ -278,7 +278,7 @@ def write_bullying10k(root: Path, categories: tuple[str, ...] = ("handshake", "p
             for k in range(per_session):
                 day = k if repeat_names else s * per_session + k
                 stem = f"dvSave-2022_02_25_16_{day:02d}_{ci:02d}"
-                n_packets = int(rng.integers(0 if (ci, s, k) == (0, 0, 0) else 1, 4))
+                n_packets = 0 if (ci, s, k) == (0, 0, 0) else int(rng.integers(1, 4))  # the first holds no packet
                 packets = []
                 t0 = int(rng.integers(10**15, 2 * 10**15))
                 for _ in range(n_packets):

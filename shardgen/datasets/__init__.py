@@ -21,6 +21,7 @@ DATASETS: dict[str, str] = {
     "dvs-lip": "shardgen.datasets.dvs_lip",
     "hardvs": "shardgen.datasets.hardvs",
     "es-imagenet": "shardgen.datasets.es_imagenet",
+    "bullying10k": "shardgen.datasets.bullying10k",
 }
 
 
