@@ -59,7 +59,7 @@ SPEC = DatasetSpec(
     where="Download handshake.zip … kicking.zip from " + PAGE + " (or run: shardgen download bullying10k --raw "
     "{raw}) and put them in {raw}",
     reader="pickled .npy of event packets, restricted unpickler (shardgen.formats.safe_pickle)",
-    split_rule="every 5th file test, categories sorted by name, files by path",
+    split_rule="every-5th: files 0, 5, 10 … test, categories sorted by name, files by path",
     conventions="t, x, y, p = first four fields of each record; SpikingJelly's category labels; key = path "
     "<category>/<session>/<stem> (SpikingJelly overwrites repeated stems)",
 )

@@ -98,7 +98,7 @@ def make_spec(which: str, md5: str) -> DatasetSpec:
         title=f"NAVGesture-{which} (Maro et al. 2020)",
         sensor_size=SENSOR_SIZE,
         classes=GESTURES,
-        resources=(Resource(archive, None, md5, PAGE + archive),),
+        resources=(Resource(archive, None, md5, f"the authors: {PAGE}{archive} is gone ({ISSUE}), no mirror known"),),
         downloadable=False,
         where=f"NAVGesture is downloaded by hand: its host {PAGE} is gone ({ISSUE}) and no working mirror is "
         f"confirmed; ask the authors (Maro, Ieng, Benosman; Sorbonne / Institut de la Vision) for {archive} "
