@@ -152,3 +152,17 @@ def test_damaged_and_missing_downloads(tmp_path):
     shutil.copyfile(Path(__file__).resolve(), folder / "train" / "cars" / "obj_1_td.dat")
     with pytest.raises(Exception, match=r"obj_1_td\.dat"):
         convert("n-cars", folder, tmp_path / "x", workers=1, progress=False)
+
+
+def test_damaged_member_of_an_inner_zip_is_named_by_the_published_archives(tmp_path):
+    from tests.gen_eventfiles import encode_dat
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    bad = encode_dat([1, 2], [3, 4], [5, 6], [0, 1])[:-3]
+    inner = _zip_bytes({"train/cars/obj_000007_td.dat": bad, "train/background/obj_000001_td.dat": encode_dat(
+        [1], [1], [1], [1])})
+    (raw / "Prophesee_Dataset_n_cars.zip").write_bytes(_zip_bytes({"n-cars_train.zip": inner}, dirs=False))
+    with pytest.raises(Exception, match=r"Prophesee_Dataset_n_cars\.zip:n-cars_train\.zip:train/cars/obj_000007_td"
+                                        r"\.dat: byte \d+: incomplete 8-byte event"):
+        convert("n-cars", raw, tmp_path / "out", workers=1, progress=False)

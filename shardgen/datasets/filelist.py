@@ -70,6 +70,8 @@ class Item:
     size: int = 0
     container: str | None = None
     entry: tuple[int, int, int, int, int, int] | None = None
+    where: str | None = None
+    """How errors name the file (an inner zip's copy has a generated name: errors name the original)."""
 
 
 @dataclass(frozen=True)
@@ -163,10 +165,11 @@ class InnerZips:
             self.tmp = None
 
 
-def member_item(container: str, info: zipfile.ZipInfo, key: str, label: int, cls: str, split: str, file: str
-                ) -> Item:
-    """An :class:`Item` for a zip member."""
-    return Item(key, label, cls, split, info.filename, file, info.file_size, container, zip_entry(info))
+def member_item(container: str, info: zipfile.ZipInfo, key: str, label: int, cls: str, split: str, file: str,
+                archive: str | None = None) -> Item:
+    """An :class:`Item` for a zip member; ``archive`` names the zip in errors (default: the container's name)."""
+    where = f"{archive or os.path.basename(container)}:{info.filename}"
+    return Item(key, label, cls, split, info.filename, file, info.file_size, container, zip_entry(info), where)
 
 
 def file_item(path: Path, key: str, label: int, cls: str, split: str, file: str) -> Item:
@@ -317,7 +320,7 @@ def cut_items(spec: DatasetSpec, read: Reader, task: RecordingTask, allow_trunca
     warnings: list[str] = []
     events_read = empty = truncated = 0
     for it in task.context["items"]:
-        where = f"{os.path.basename(it.container)}:{it.name}" if it.container else it.name
+        where = it.where or (f"{os.path.basename(it.container)}:{it.name}" if it.container else it.name)
         data = handed[it.key] if it.key in handed else read_member(it.container, it.name, it.entry)
         ev = read(data, where, allow_truncated)
         n = len(ev)

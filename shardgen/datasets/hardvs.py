@@ -135,7 +135,7 @@ def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = No
                 copy = inner.copy(zf, info, ARCHIVE)
                 for p, i in zip_files(copy, label, skipped):
                     if p[-1].lower().endswith(".npz"):
-                        files[(m.group(1), p[-1][:-4])] = (str(copy), i)
+                        files[(m.group(1), p[-1][:-4])] = (str(copy), i, label)
     else:
         for path in walk_files(raw, ".npz", skipped):
             cls = next((d for d in reversed(path.relative_to(raw).parts[:-1]) if _CLASS.fullmatch(d)), None)
@@ -155,7 +155,7 @@ def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = No
             if isinstance(where, Path):
                 items.append(file_item(where, key, label, cls, split_name, f"{key}.npz"))
             else:
-                items.append(member_item(where[0], where[1], key, label, cls, split_name, f"{key}.npz"))
+                items.append(member_item(where[0], where[1], key, label, cls, split_name, f"{key}.npz", where[2]))
     skipped.extend(f"{cls}/{sample}.npz: not in any label list" for cls, sample in sorted(set(files) - listed))
     return FileListSource(SPEC, items, list(CLASSES), SPLITS, md5_jobs=md5_jobs, check_md5=check_md5,
                           provenance=provenance, skipped=skipped, inner=inner, batch_files=64)

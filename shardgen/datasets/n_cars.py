@@ -80,8 +80,8 @@ def _from_zip(path: Path, label: str, split: str, items: list[Item], skipped: li
                     skipped.append(f"{label}: member {info.filename!r}: not in a cars/ or background/ folder")
                 continue
             s, cls, stem = got
-            key, label = f"{cls}/{stem}", CLASSES.index(cls)
-            items.append(member_item(str(path), info, key, label, cls, s, f"{cls}/{parts[-1]}"))
+            key = f"{cls}/{stem}"
+            items.append(member_item(str(path), info, key, CLASSES.index(cls), cls, s, f"{cls}/{parts[-1]}", label))
 
 
 def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> FileListSource:

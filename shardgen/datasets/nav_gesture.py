@@ -146,7 +146,7 @@ def open_nav_source(spec: DatasetSpec, raw: Path | str, check_md5: bool, split: 
                 with open_zip(copy, label) as izf:
                     for m in izf.infolist():
                         if safe_member(label, m, skipped) and (got := _units_of(m.filename, skipped, label)):
-                            found.append((Unit(got[0], got[1], f"{label}:{m.filename}"), (str(copy), m)))
+                            found.append((Unit(got[0], got[1], f"{label}:{m.filename}"), (str(copy), m, label)))
     else:
         for path in walk_files(raw, ".dat", skipped):
             if got := _units_of(path.name, skipped, str(path.parent)):
@@ -162,8 +162,8 @@ def open_nav_source(spec: DatasetSpec, raw: Path | str, check_md5: bool, split: 
         if isinstance(where, Path):
             items.append(file_item(where, key, label, u.cls, s, f"{u.cls}/{where.name}"))
         else:
-            container, info = where
-            items.append(member_item(container, info, key, label, u.cls, s, f"{u.cls}/{u.stem}.dat"))
+            container, info, archive = where
+            items.append(member_item(container, info, key, label, u.cls, s, f"{u.cls}/{u.stem}.dat", archive))
     return FileListSource(spec, items, list(GESTURES), ("train", "test"), rule=rule.describe(),
                           view_splits={"all": ["train", "test"]}, md5_jobs=md5_jobs, check_md5=check_md5,
                           provenance=provenance, skipped=skipped, inner=inner, batch_files=32)
