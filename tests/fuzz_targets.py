@@ -725,3 +725,34 @@ def _bullying_seeds() -> list[bytes]:
 
 
 TARGETS["bullying_npy"] = Target("bullying_npy", fuzz_bullying_npy, _bullying_seeds)
+
+
+def fuzz_atis_td(data: bytes) -> None:
+    """NAVGesture's ATIS TD reader and SpikingJelly's dropping rules: strict, tolerant, then the dataset convention."""
+    from shardgen.datasets.nav_gesture import read as read_nav
+    from shardgen.formats.atis_td import read_atis_td
+
+    try:
+        strict = read_atis_td(data, "fuzz.dat")
+    except EventshardError:
+        strict = None
+    tolerant = read_atis_td(data, "fuzz.dat", allow_truncated=True)
+    if strict is not None:
+        assert np.array_equal(strict.t, tolerant.t) and tolerant.truncated_bytes == 0
+    ev = read_nav(data, "fuzz.dat", allow_truncated=True)
+    assert len(ev.t) <= len(tolerant.t) and (np.diff(ev.t) >= 0).all()
+
+
+def _atis_td_seeds() -> list[bytes]:
+    from tests.gen_datasets2 import atis_td_dat_bytes
+
+    r = _rng(22)
+    out = [atis_td_dat_bytes([], [], [], []), atis_td_dat_bytes([5], [303], [239], [1], header=False)]
+    for n in (7, 40):
+        t = np.sort(r.integers(0, 2**32, n))
+        t[n // 2] = 0  # a step back
+        out.append(atis_td_dat_bytes(t, r.integers(0, 304, n), r.integers(0, 240, n), r.integers(0, 2, n)))
+    return out
+
+
+TARGETS["atis_td"] = Target("atis_td", fuzz_atis_td, _atis_td_seeds)

@@ -177,3 +177,17 @@ def test_real_label_files_parse():
     assert list(dirs) == sorted(dirs) and dirs["n01440764"] == 0 and dirs["n15075141"] == 999
     with pytest.raises(DatasetError, match=r"x: row 1: expected 'ILSVRC2012_val_NNNNNNNN.npz"):
         parse_vallabel(b"ILSVRC2012_val_1.npz 3 4 5\n", "x")
+
+
+def test_volumes_convert_in_jobs_and_merge(tmp_path):
+    """The cluster path: each job streams the volumes and keeps its own batches; the merged set has every sample."""
+    pytest.importorskip("libarchive")
+    from shardgen.jobs import merge
+
+    gen = write_esimagenet(tmp_path / "raw", classes=3, per_class=30, val=20, max_events=40)
+    _tar_volumes(gen, tmp_path / "tar", 2)
+    for j in range(3):
+        convert("es-imagenet", tmp_path / "tar", tmp_path / "out", workers=1, progress=False, check_md5=False,
+                num_jobs=3, job_index=j)
+    merge(tmp_path / "out")
+    check_against_generated(tmp_path / "out", gen)
