@@ -231,6 +231,7 @@ class FileListSource(SourceBase):
         elif self.md5_jobs:
             self.provenance.extend({"file": p.name, "md5": "not checked"} for p, _ in self.md5_jobs)
         self.batches = batch_items(self.items, self.split_names, self.batch_files, self.batch_bytes)
+        self._names = {split: [name for name, _ in batches] for split, batches in self.batches.items()}
 
     def split_rule(self) -> dict[str, Any]:
         """How the samples were split, as recorded in ``index.json``."""
@@ -249,7 +250,7 @@ class FileListSource(SourceBase):
 
     def known_order(self) -> dict[str, list[str]] | None:
         """Split → batch names in shard order (known from the start)."""
-        return {split: [name for name, _ in batches] for split, batches in self.batches.items()}
+        return self._names
 
     def order(self) -> dict[str, list[str]]:
         """As :meth:`known_order`, after the md5 check (:class:`DatasetError` on a mismatch)."""
@@ -279,7 +280,10 @@ class FileListSource(SourceBase):
 
 def batch_items(items: list[Item], split_names: tuple[str, ...], batch_files: int, batch_bytes: int
                 ) -> dict[str, list[tuple[str, list[Item]]]]:
-    """Split → batches ``(name, items)`` sorted by (label, key); a duplicate key in a split is an error."""
+    """Split → batches ``(name, items)`` sorted by (label, key); a duplicate key in a split is an error.
+
+    A batch may span classes (ES-ImageNet has 1000, often a few samples each): one task per batch, not per class.
+    """
     out: dict[str, list[tuple[str, list[Item]]]] = {s: [] for s in split_names}
     seen: dict[tuple[str, str], Item] = {}
     for it in items:
@@ -295,8 +299,7 @@ def batch_items(items: list[Item], split_names: tuple[str, ...], batch_files: in
         current: list[Item] = []
         size = 0
         for it in sorted((i for i in items if i.split == split), key=lambda i: (i.label, i.key)):
-            if current and (current[-1].label != it.label or len(current) >= batch_files
-                            or size + it.size > batch_bytes):
+            if current and (len(current) >= batch_files or size + it.size > batch_bytes):
                 out[split].append((f"{split}/{len(out[split]):06d}", current))
                 current, size = [], 0
             current.append(it)
