@@ -80,7 +80,7 @@ def generate(dataset: str, raw: Path, scale: float) -> tuple[dict[str, str], int
     if dataset == "n-cars":
         gen = g.write_ncars(raw, per_class=300 * k, max_events=8000)
     elif dataset.startswith("nav-gesture"):
-        gen = g.write_navgesture(raw, dataset.rsplit("-", 1)[1], users=4, per_gesture=2 * k, max_events=60_000)
+        gen = g.write_navgesture(raw, dataset.rsplit("-", 1)[1], users=4, per_gesture=6 * k, max_events=60_000)
     elif dataset == "dvs-lip":
         gen = g.write_dvslip(raw, words=tuple(f"w{i:03d}" for i in range(20)), per_word=10 * k, max_events=40_000)
     elif dataset == "hardvs":
@@ -88,7 +88,7 @@ def generate(dataset: str, raw: Path, scale: float) -> tuple[dict[str, str], int
     elif dataset == "es-imagenet":
         gen = g.write_esimagenet(raw, classes=1000, per_class=k, val=1000 * k, max_events=6000)
     else:
-        gen = g.write_bullying10k(raw, g.BULLYING_CATEGORIES, sessions=2, per_session=3 * k, max_events=30_000,
+        gen = g.write_bullying10k(raw, g.BULLYING_CATEGORIES, sessions=2, per_session=10 * k, max_events=30_000,
                                   repeat_names=False)
     return gen.md5, len(gen.samples)
 
