@@ -15,7 +15,7 @@ from shardgen.datasets.bullying10k import CATEGORIES, parse_file_list, split_eve
 from shardgen.formats.events import FormatError
 from shardgen.formats.safe_pickle import load_pickled_npy
 from tests.gen_classfolders import _zip_bytes
-from tests.gen_datasets2 import BULLYING_CATEGORIES, write_bullying10k
+from tests.gen_datasets2 import BULLYING_CATEGORIES, DV_DTYPE, bullying_npy_bytes, write_bullying10k
 from tests.realdata import real_file
 from tests.sj2compat import sj_class, sj_samples
 
@@ -112,14 +112,15 @@ def test_hostile_pickle_is_refused_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     buf = io.BytesIO()
     np.save(buf, np.array([_Hostile()], dtype=object), allow_pickle=True)
-    with pytest.raises(FormatError, match=r"evil\.npy: refused: the pickle asks for (posix|os)\.system"):
+    with pytest.raises(FormatError, match=r"evil\.npy: byte \d+: refused: the pickle asks for (posix|os)\.system"):
         load_pickled_npy(buf.getvalue(), "evil.npy")
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "kicking.zip").write_bytes(_zip_bytes({"kicking/kicking_a_b_L_dark/dvSave-1.npy": buf.getvalue()}))
     with pytest.raises(FormatError) as err:
         convert("bullying10k", raw, tmp_path / "out", workers=1, progress=False, check_md5=False)
-    assert "kicking.zip:kicking/kicking_a_b_L_dark/dvSave-1.npy: refused" in str(err.value)
+    assert "kicking.zip:kicking/kicking_a_b_L_dark/dvSave-1.npy: byte 288: refused: the pickle asks for" \
+        in str(err.value)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "hostile-pickle-ran").exists()
     # a plain (non-object) structured .npy is read without any unpickling; other damage is a FormatError
@@ -127,8 +128,14 @@ def test_hostile_pickle_is_refused_naming_the_file(tmp_path, monkeypatch):
     plain = io.BytesIO()
     np.save(plain, arr)
     assert load_pickled_npy(plain.getvalue(), "p.npy").shape == (3,)
-    with pytest.raises(FormatError, match=r"d\.npy: byte 128: damaged pickle"):
-        load_pickled_npy(buf.getvalue()[:-20], "d.npy")
+    good = bullying_npy_bytes([arr.astype(DV_DTYPE)])
+    assert load_pickled_npy(good, "g.npy")[0].shape == (3,)
+    for cut in (1, 20, 200):
+        with pytest.raises(FormatError, match=r"d\.npy: byte \d+: (pickle ends without STOP|needs \d+ bytes)"):
+            load_pickled_npy(good[:-cut], "d.npy")
+    for opcode in (b"\x81", b"i", b"P"):  # NEWOBJ, INST, PERSID: refused whatever follows
+        with pytest.raises(FormatError, match=r"o\.npy: byte \d+: refused: pickle opcode"):
+            load_pickled_npy(good[:128] + b"\x80\x02" + opcode + good[130:], "o.npy")
     nested = io.BytesIO()
     np.save(nested, np.array([{"t": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(FormatError, match=r"n\.npy: an element is a dict, not an array"):
@@ -165,3 +172,20 @@ def test_real_file_lists_parse_and_keys_stay_unique():
         per_list += sum(len(s) > 1 for s in seen.values())
     assert per_list == 713  # the issue's count: 623 in the train list + 90 in the test list
     assert len(split_every_fifth(paths)) == 9844
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_pickle_protocols_numpy_writes(protocol):
+    """``np.save`` wrote protocol 3 under numpy 1.x (the published files), writes 4 now; 2 codes bytes by codecs."""
+    import pickle  # the test makes the files; the package never imports pickle
+
+    packets = np.empty(2, dtype=object)
+    packets[0] = np.array([(5, 1, 2, 1), (9, 3, 4, 0)], dtype=DV_DTYPE)
+    packets[1] = np.zeros(0, DV_DTYPE)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(packets))
+    buf.write(pickle.dumps(packets, protocol=protocol))
+    got = load_pickled_npy(buf.getvalue(), f"p{protocol}.npy")
+    assert got.dtype == object and len(got) == 2
+    np.testing.assert_array_equal(got[0], packets[0])
+    assert got[0].dtype == DV_DTYPE and got[1].shape == (0,)

@@ -71,22 +71,33 @@ def read(data: Any, name: str, allow_truncated: bool = False) -> Events:
     packets = list(arr.reshape(-1)) if arr.dtype == np.dtype(object) else [arr]
     cols: dict[str, list[np.ndarray]] = {c: [] for c in "txyp"}
     for k, pk in enumerate(packets):
-        pk = np.asarray(pk)
-        if pk.dtype.names is not None and len(pk.dtype.names) >= 4 \
-                and all(pk.dtype[f].shape == () for f in pk.dtype.names[:4]):
-            fields = [pk[f].reshape(-1) for f in pk.dtype.names[:4]]
-        elif pk.ndim == 2 and pk.shape[1] >= 4 and pk.dtype.names is None:
-            fields = [pk[:, i] for i in range(4)]
-        elif pk.size == 0:
-            continue
-        else:
-            raise FormatError(name, None, f"packet {k}: dtype {pk.dtype}, shape {pk.shape}: not event records "
-                                          "(t, x, y, p, …)")
+        try:
+            fields = _packet_fields(np.asarray(pk))
+        except (KeyError, ValueError, TypeError, IndexError) as exc:  # a damaged dtype state numpy accepted
+            raise FormatError(name, None, f"packet {k}: unreadable records ({type(exc).__name__}: {exc})") from None
+        if fields is None:
+            raise FormatError(name, None, f"packet {k}: dtype {np.asarray(pk).dtype}, shape {np.shape(pk)}: not "
+                                          "event records (t, x, y, p, …)")
         for c, v in zip("txyp", fields, strict=True):
             cols[c].append(v)
-    joined = {c: np.concatenate(v) if v else np.zeros(0, np.int64) for c, v in cols.items()}
+    try:
+        joined = {c: np.concatenate(v) if v else np.zeros(0, np.int64) for c, v in cols.items()}
+    except (TypeError, ValueError) as exc:  # packets whose fields have no common type
+        raise FormatError(name, None, f"packets of incompatible field types ({exc})") from None
     t, x, y, p = events_from_columns(joined, name, 260, 346)
     return Events(t, x, y, p)
+
+
+def _packet_fields(pk: np.ndarray) -> list[np.ndarray] | None:
+    """The first four fields (structured records) or columns (a 2-D table) of one packet; ``[]`` if empty."""
+    if pk.dtype.names is not None and len(pk.dtype.names) >= 4 \
+            and all(pk.dtype[f].shape == () for f in pk.dtype.names[:4]):
+        return [pk[f].reshape(-1) for f in pk.dtype.names[:4]]
+    if pk.ndim == 2 and pk.shape[1] >= 4 and pk.dtype.names is None:
+        return [pk[:, i] for i in range(4)]
+    if pk.size == 0:
+        return [np.zeros(0, np.int64)] * 4
+    return None
 
 
 def _category_of(parts: tuple[str, ...]) -> int | None:
