@@ -7,7 +7,7 @@ standard loader runs whatever an untrusted file asks for.
 
 Why this reader is safe: it does not use the standard library's unpickler at all (the package never
 imports that module). :func:`unpickle_arrays` interprets the pickle opcodes itself, and only the subset
-``np.save`` writes (protocols 2 to 5): constants, strings, bytes, tuples, lists, dicts, the memo,
+``np.save`` writes (protocols 2 to 4): constants, strings, bytes, tuples, lists, dicts, the memo,
 ``GLOBAL``/``STACK_GLOBAL``, ``REDUCE`` and ``BUILD``. A ``GLOBAL`` resolves only names in
 :data:`ALLOWED` — numpy's ``_reconstruct`` (wrapped: plain ndarrays of a small initial shape),
 ``ndarray`` (a non-callable marker for that wrapper), ``dtype``, ``scalar`` and ``_codecs.encode``
@@ -18,7 +18,8 @@ deserialisers). Everything else — ``NEWOBJ``, ``INST``, ``OBJ``, extension cod
 unknown opcodes — is refused. Lengths are checked against the bytes present before slicing.
 
 The project's rule "no pickle" still holds for everything eventshard writes; this module is the only
-place that reads one, and only for this dataset's recordings."""
+place that reads one, and only for this dataset's recordings.
+"""
 
 from __future__ import annotations
 
