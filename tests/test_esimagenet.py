@@ -191,3 +191,28 @@ def test_volumes_convert_in_jobs_and_merge(tmp_path):
                 num_jobs=3, job_index=j)
     merge(tmp_path / "out")
     check_against_generated(tmp_path / "out", gen)
+
+
+def test_real_multivolume_rar_when_available():
+    """Real RAR 3 and RAR 5 volume sets through :func:`shardgen.volumes.iter_volumes` (opt-in: nothing writes RAR here).
+
+    Point ``EVENTSHARD_RAR_VOLUMES`` at rarfile 4.2's ``test/files`` folder (``pip download rarfile==4.2
+    --no-deps --no-binary :all:``; third-party files, not kept in this repository): ``rar{3,5}-vols.part{1,2,3}.rar``
+    hold a stored 205,000-byte file spanning all three volumes and a small one in the last.
+    """
+    import os
+    import zlib
+
+    from shardgen.archive import ArchiveError
+    from shardgen.volumes import iter_volumes
+
+    folder = Path(os.environ.get("EVENTSHARD_RAR_VOLUMES", "/nonexistent"))
+    if not (folder / "rar5-vols.part1.rar").is_file():
+        pytest.skip("set EVENTSHARD_RAR_VOLUMES to rarfile 4.2's test/files folder to run this")
+    pytest.importorskip("libarchive")
+    for kind in ("rar3", "rar5"):
+        parts = sorted(folder.glob(f"{kind}-vols.part*.rar"))
+        got = [(str(m), n, zlib.crc32(d)) for m, n, d in iter_volumes(parts, 1 << 30)]
+        assert got == [("vols/bigfile.txt", 205000, 0x509AD74C), ("vols/smallfile.txt", 2050, 0xD08A1F86)], kind
+    with pytest.raises(ArchiveError, match=r"part1\.rar \(\+1 volumes\): not a readable archive"):
+        list(iter_volumes([folder / "rar5-vols.part1.rar", folder / "rar5-vols.part3.rar"], 1 << 30))
