@@ -3,7 +3,7 @@
 The RAR volumes cannot be generated here (no tool can write RAR): the archive path is tested with
 the same members in a tar split over three ``partNN.rar`` files and in a single 7-Zip volume, both
 read through libarchive's multi-file open (:mod:`shardgen.volumes`), which recognises the format
-from the bytes. Real multi-volume RAR 5 reading rests on libarchive's own support, untested here.
+from the bytes. Real RAR 3/5 volume sets are read by an opt-in test (``EVENTSHARD_RAR_VOLUMES``).
 """
 
 from __future__ import annotations
