@@ -418,3 +418,100 @@ class SpikingSpeechCommands(_Heidelberg):
 
 
 __all__ += ["SpikingHeidelbergDigits", "SpikingSpeechCommands"]
+
+
+# ------------------------------------------------------------------------------ datasets2: second-wave 2-D sets
+
+
+class NCARS(_TrainTest):
+    """N-CARS (``n-cars``; neither SpikingJelly nor tonic has it) with SpikingJelly's ``train`` argument.
+
+    ``train=True`` → ``"train"``, ``False`` → ``"test"`` (the authors' split); labels
+    ``background`` = 0, ``cars`` = 1; sensor 100 × 120. See ``docs/DATASETS.md``.
+    """
+
+    dataset_id = "n-cars"
+
+
+class NAVGestureWalk(_Whole):
+    """NAVGesture-walk (``nav-gesture-walk``) with SpikingJelly's ``NAVGestureWalk`` arguments.
+
+    Default split ``"all"`` (SpikingJelly loads every sample); keyword ``train=True``/``False`` picks
+    shardgen's seeded ``"train"``/``"test"`` split. Labels: ``do ho le ri se up`` → 0 … 5.
+    """
+
+    dataset_id = "nav-gesture-walk"
+
+
+class NAVGestureSit(_Whole):
+    """NAVGesture-sit (``nav-gesture-sit``) with the arguments of SpikingJelly's ``NAVGestureWalk``.
+
+    SpikingJelly 2.0.0's own ``NAVGestureSit`` raises ``TypeError`` when constructed; this class
+    follows its Walk class. Default split ``"all"``; ``train=True``/``False`` as for :class:`NAVGestureWalk`.
+    """
+
+    dataset_id = "nav-gesture-sit"
+
+
+class DVSLip(_TrainTest):
+    """DVS-Lip (``dvs-lip``) with SpikingJelly's ``DVSLip`` arguments (``train=True`` → ``"train"``).
+
+    100 words numbered in sorted order; sensor 128 × 128.
+    """
+
+    dataset_id = "dvs-lip"
+
+
+class HARDVS(ShardFolderDataset):
+    """HARDVS MINI (``hardvs``) with SpikingJelly's ``HARDVS`` arguments.
+
+    ``train_test_val`` is the split, ``"train"``, ``"val"`` or ``"test"`` (SpikingJelly's argument,
+    second like there); labels ``action_NNN`` → NNN − 1; sensor 260 × 346.
+    """
+
+    dataset_id = "hardvs"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        train_test_val: str | None = None,
+        data_type: str = "event",
+        frames_number: int | None = None,
+        split_by: str | None = None,
+        duration: int | None = None,
+        custom_integrate_function: Callable[[dict[str, np.ndarray], int, int], Any] | None = None,
+        custom_integrated_frames_dir_name: str | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        **kwargs: Any,
+    ):
+        if train_test_val not in ("train", "val", "test"):
+            raise ConfigurationError(f"train_test_val must be 'train', 'val' or 'test', got {train_test_val!r}")
+        kwargs.setdefault("split", train_test_val)
+        super().__init__(root, None, data_type, frames_number, split_by, duration, custom_integrate_function,
+                         custom_integrated_frames_dir_name, transform, target_transform, **kwargs)
+        self.train_test_val = train_test_val
+
+
+class ESImageNet(_TrainTest):
+    """ES-ImageNet (``es-imagenet``) with SpikingJelly's ``ESImageNet`` arguments.
+
+    ``train=True`` → ``"train"``, ``False`` → ``"test"`` (the val set). Labels index the folder names
+    ``class<N>`` in string order, as SpikingJelly's (``int(self.classes[label][5:])`` is N); sensor 256 × 256.
+    """
+
+    dataset_id = "es-imagenet"
+
+
+class Bullying10kClassification(_TrainTest):
+    """Bullying10K (``bullying10k``) with SpikingJelly's ``Bullying10kClassification`` arguments.
+
+    ``train=True`` → ``"train"``, ``False`` → ``"test"`` (every 5th file, see ``docs/DATASETS.md``);
+    SpikingJelly's category labels; keys ``<category>/<session>/<stem>`` (every recording kept).
+    """
+
+    dataset_id = "bullying10k"
+
+
+__all__ += ["NCARS", "NAVGestureWalk", "NAVGestureSit", "DVSLip", "HARDVS", "ESImageNet",
+            "Bullying10kClassification"]

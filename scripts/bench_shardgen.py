@@ -76,7 +76,10 @@ def main() -> None:
 
         return bench_heidelberg(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", choices=["dvs128-gesture", "n-mnist"], default="dvs128-gesture")
+    from scripts.bench_datasets2 import DATASETS2  # datasets2: the second-wave 2-D datasets
+
+    ap.add_argument("--dataset", choices=["dvs128-gesture", "n-mnist", *DATASETS2], default="dvs128-gesture")
+    ap.add_argument("--scale", type=float, default=1, help="datasets2: multiply the generated sample count")
     ap.add_argument("--recordings", type=int, default=6, help="recordings (at least 6 for the issue's check)")
     ap.add_argument("--files", type=int, default=6000, help="n-mnist: sample files (train and test together)")
     ap.add_argument("--events-per-file", type=int, default=4000, help="n-mnist: mean events per file")
@@ -95,6 +98,13 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-shardgen-"))
     shutil.rmtree(work, ignore_errors=True)
+    if args.dataset in DATASETS2:  # datasets2: own generators and SpikingJelly runner
+        from scripts.bench_datasets2 import run as run_datasets2
+
+        run_datasets2(args.dataset, args.workers, args.scale, _peak_of, work)
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     sjroot, out = work / "sj", work / "shards"
     raw = sjroot / "download"
     t0 = time.perf_counter()

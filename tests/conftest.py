@@ -114,6 +114,16 @@ def write_shard_set(
     return truth
 
 
+def read_split(out: str | os.PathLike[str], split: str) -> dict[str, tuple[dict[str, np.ndarray], int]]:
+    """key -> (events, label) of every sample of ``split``, in the dataset's order (SpikingJelly's), through the
+    loader's map-style reads."""
+    from loader import EventShardDataset
+
+    ds = EventShardDataset(out, split=split, data_type="event", shuffle=False, return_key=True)
+    items = (ds.read_canonical(i) for i in range(ds.split_samples))
+    return {key: (ev, int(label)) for ev, label, key in items}
+
+
 def in_dataset_order(stored: list[Any], split_info: dict[str, Any]) -> list[Any]:
     """Items of a split listed in stored (shard) order, put in the dataset's order by the index's
     ``permutation`` (stored position ``j`` holds the dataset's sample ``canonical[j]``)."""

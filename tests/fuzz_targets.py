@@ -691,3 +691,68 @@ def inputs(name: str) -> st.SearchStrategy[bytes]:
         st.binary(max_size=2048),
         st.sampled_from(seed_list),
     )
+
+
+# ------------------------------------------------------------------ datasets2: the Bullying10K pickle reader
+
+
+def fuzz_bullying_npy(data: bytes) -> None:
+    """The restricted unpickler and Bullying10K's packet decoding: only library errors, columns of one length."""
+    from shardgen.datasets.bullying10k import read as read_bullying
+
+    ev = read_bullying(data, "fuzz.npy")
+    assert len(ev.t) == len(ev.x) == len(ev.y) == len(ev.p)
+    assert ev.t.dtype == np.int64 and ev.p.dtype == np.uint8
+
+
+def _bullying_seeds() -> list[bytes]:
+    from tests.gen_datasets2 import DV_DTYPE, bullying_npy_bytes
+
+    r = _rng(21)
+    out = [bullying_npy_bytes([])]
+    for n_packets, n in ((1, 1), (2, 5), (3, 17)):
+        packets = []
+        for _ in range(n_packets):
+            pk = np.zeros(n, DV_DTYPE)
+            pk["timestamp"] = np.sort(r.integers(0, 2**40, n))
+            pk["x"], pk["y"], pk["polarity"] = r.integers(0, 346, n), r.integers(0, 260, n), r.integers(0, 2, n)
+            packets.append(pk)
+        out.append(bullying_npy_bytes(packets))
+    plain = io.BytesIO()
+    np.save(plain, np.zeros((4, 4), np.int64))
+    out.append(plain.getvalue())
+    return out
+
+
+TARGETS["bullying_npy"] = Target("bullying_npy", fuzz_bullying_npy, _bullying_seeds)
+
+
+def fuzz_atis_td(data: bytes) -> None:
+    """NAVGesture's ATIS TD reader and SpikingJelly's dropping rules: strict, tolerant, then the dataset convention."""
+    from shardgen.datasets.nav_gesture import read as read_nav
+    from shardgen.formats.atis_td import read_atis_td
+
+    try:
+        strict = read_atis_td(data, "fuzz.dat")
+    except EventshardError:
+        strict = None
+    tolerant = read_atis_td(data, "fuzz.dat", allow_truncated=True)
+    if strict is not None:
+        assert np.array_equal(strict.t, tolerant.t) and tolerant.truncated_bytes == 0
+    ev = read_nav(data, "fuzz.dat", allow_truncated=True)
+    assert len(ev.t) <= len(tolerant.t) and (np.diff(ev.t) >= 0).all()
+
+
+def _atis_td_seeds() -> list[bytes]:
+    from tests.gen_datasets2 import atis_td_dat_bytes
+
+    r = _rng(22)
+    out = [atis_td_dat_bytes([], [], [], []), atis_td_dat_bytes([5], [303], [239], [1], header=False)]
+    for n in (7, 40):
+        t = np.sort(r.integers(0, 2**32, n))
+        t[n // 2] = 0  # a step back
+        out.append(atis_td_dat_bytes(t, r.integers(0, 304, n), r.integers(0, 240, n), r.integers(0, 2, n)))
+    return out
+
+
+TARGETS["atis_td"] = Target("atis_td", fuzz_atis_td, _atis_td_seeds)

@@ -14,6 +14,14 @@ DATASETS: dict[str, str] = {
     "n-caltech101": "shardgen.datasets.n_caltech101",
     "asl-dvs": "shardgen.datasets.asl_dvs",
     "folder": "shardgen.datasets.folder",
+    # datasets2: 2-D datasets of the second wave
+    "n-cars": "shardgen.datasets.n_cars",
+    "nav-gesture-walk": "shardgen.datasets.nav_gesture_walk",
+    "nav-gesture-sit": "shardgen.datasets.nav_gesture_sit",
+    "dvs-lip": "shardgen.datasets.dvs_lip",
+    "hardvs": "shardgen.datasets.hardvs",
+    "es-imagenet": "shardgen.datasets.es_imagenet",
+    "bullying10k": "shardgen.datasets.bullying10k",
 }
 
 

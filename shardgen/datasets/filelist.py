@@ -1,0 +1,345 @@
+"""Datasets whose samples are files listed up front: one :class:`Item` per sample file, any split names.
+
+The class-folder datasets (:mod:`shardgen.datasets.classfolder`) derive everything from
+``<class>/<stem>`` paths. The datasets of the second wave (N-CARS, NAVGesture, DVS-Lip, HARDVS,
+ES-ImageNet, Bullying10K) differ in where the label comes from (a folder, a token of the file
+name, a label list), how many splits they have (HARDVS: train/val/test) and what the key is; so
+each dataset module lists its files itself and hands this module finished :class:`Item` records
+(key, label, split, where the bytes are). This module then
+
+1. refuses duplicate keys within a split (the message names both files),
+2. batches the items in shard order (split, label, key) into worker tasks,
+3. runs the background md5 check of the archives (:class:`shardgen.datasets.classfolder._Md5Check`),
+4. reads each item in a worker (zip member by ``pread``, or a plain file, or bytes handed over by a
+   streaming source) and decodes it with the dataset's reader.
+
+It also holds the small listing helpers the dataset modules share: safe zip member names and
+inner zips copied to a private temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shardgen.archive import zip_entry
+from shardgen.datasets.base import (
+    CutRecording,
+    CutSample,
+    DatasetError,
+    DatasetSpec,
+    RecordingTask,
+    SourceBase,
+    Stage,
+    Want,
+    first_outside,
+    read_all,
+    want_all,
+)
+from shardgen.datasets.classfolder import MAX_SAMPLE_FILE_BYTES, SplitRule, _Md5Check, read_member, split_by_class
+from shardgen.formats.events import Events
+
+Reader = Callable[[Any, str, bool], Events]
+"""``read(data, where, allow_truncated) -> Events`` with the dataset's conventions applied."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One sample file: its key, label and split, and where its bytes are.
+
+    ``container`` is the zip holding it (``None``: a plain file at ``name``, or bytes in ``data``
+    for a streamed archive); ``entry`` its :func:`shardgen.archive.zip_entry`; ``file`` the name
+    recorded in the sample's metadata.
+    """
+
+    key: str
+    label: int
+    cls: str
+    split: str
+    name: str
+    file: str
+    size: int = 0
+    container: str | None = None
+    entry: tuple[int, int, int, int, int, int] | None = None
+    where: str | None = None
+    """How errors name the file (an inner zip's copy has a generated name: errors name the original)."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A sample before its split is known: what :func:`shardgen.datasets.classfolder.split_by_class` needs."""
+
+    cls: str
+    stem: str
+    name: str
+    split: str | None = None
+
+
+def split_units(units: list[Unit], rule: SplitRule) -> dict[Unit, str]:
+    """Each unit's split by a class-folder :class:`SplitRule` (``ratio``, ``ordered``, ``first-k``, ``official``)."""
+    return split_by_class(units, rule)
+
+
+# ------------------------------------------------------------------------------------------ listing helpers
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    return tuple(p for p in name.split("/") if p and p != ".")
+
+
+def safe_member(archive: str, info: zipfile.ZipInfo, skipped: list[str]) -> tuple[str, ...] | None:
+    """The path parts of a regular zip member, or ``None`` (and a line in ``skipped``) for an unsafe one.
+
+    Directories, macOS resource forks and ``__MACOSX`` entries give ``None`` silently; absolute
+    names, ``..`` and symbolic links are reported and never followed.
+    """
+    name = info.filename
+    if info.is_dir():
+        return None
+    parts = _parts(name)
+    if name.startswith(("/", "\\")) or "\\" in name or ".." in parts or (parts and ":" in parts[0]):
+        skipped.append(f"{archive}: member {name!r}: points outside the archive's folder (not read)")
+        return None
+    if stat.S_ISLNK(info.external_attr >> 16):
+        skipped.append(f"{archive}: member {name!r}: a symbolic link (not followed)")
+        return None
+    if not parts or parts[-1].startswith("._") or "__MACOSX" in parts:
+        return None
+    if info.file_size > MAX_SAMPLE_FILE_BYTES:  # a zip bomb must not be inflated into memory
+        raise DatasetError(f"{archive}: member {name!r}: {info.file_size:,} bytes, more than one sample file "
+                           f"may hold (limit {MAX_SAMPLE_FILE_BYTES:,})")
+    return parts
+
+
+def open_zip(path: Path | str, label: str | None = None) -> zipfile.ZipFile:
+    """``zipfile.ZipFile(path)``, or :class:`DatasetError` naming ``label`` (default: the path)."""
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{label or path}: not a readable zip archive ({exc})") from None
+
+
+def zip_files(path: Path | str, label: str, skipped: list[str]) -> list[tuple[tuple[str, ...], zipfile.ZipInfo]]:
+    """``(path parts, info)`` of every safe regular member of a zip, in stored order."""
+    with open_zip(path, label) as zf:
+        out = []
+        for info in zf.infolist():
+            parts = safe_member(label, info, skipped)
+            if parts is not None:
+                out.append((parts, info))
+        return out
+
+
+class InnerZips:
+    """Inner zips of an outer archive, copied (under generated names) to a private temporary folder."""
+
+    def __init__(self) -> None:
+        self.tmp: str | None = None
+        self._n = 0
+
+    def copy(self, outer: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> Path:
+        """Copy one member of ``outer`` out and return its path (:class:`DatasetError` if unreadable)."""
+        self.tmp = self.tmp or tempfile.mkdtemp(prefix="eventshard-inner-")
+        dest = Path(self.tmp) / f"{self._n:05d}.zip"
+        self._n += 1
+        try:
+            with outer.open(info) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, 4 << 20)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            raise DatasetError(f"{label}: member {info.filename!r}: cannot be read ({exc})") from None
+        return dest
+
+    def close(self) -> None:
+        """Remove the copies."""
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+
+def member_item(container: str, info: zipfile.ZipInfo, key: str, label: int, cls: str, split: str, file: str,
+                archive: str | None = None) -> Item:
+    """An :class:`Item` for a zip member; ``archive`` names the zip in errors (default: the container's name)."""
+    where = f"{archive or os.path.basename(container)}:{info.filename}"
+    return Item(key, label, cls, split, info.filename, file, info.file_size, container, zip_entry(info), where)
+
+
+def file_item(path: Path, key: str, label: int, cls: str, split: str, file: str) -> Item:
+    """An :class:`Item` for a plain file (links are refused by the caller's listing)."""
+    return Item(key, label, cls, split, str(path), file, path.stat().st_size)
+
+
+def walk_files(root: Path, suffix: str, skipped: list[str]) -> Iterator[Path]:
+    """Regular files below ``root`` ending in ``suffix`` (case-insensitive), sorted by path; links reported."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath)
+        for d in list(dirnames):
+            if (base / d).is_symlink():
+                skipped.append(f"{base / d}: a symbolic link (not followed)")
+                dirnames.remove(d)
+        for f in sorted(filenames):
+            p = base / f
+            if not f.lower().endswith(suffix) or f.startswith("._"):
+                continue
+            if p.is_symlink():
+                skipped.append(f"{p}: a symbolic link (not followed)")
+            elif p.is_file():
+                yield p
+
+
+# ------------------------------------------------------------------------------------------ the source
+
+
+@dataclass
+class FileListSource(SourceBase):
+    """A listed download: items split and batched in shard order (split, label, key).
+
+    ``md5_jobs`` are ``(path, published md5)`` pairs checked in a background thread;
+    ``rule`` is what ``index.json`` records as the split rule; ``view_splits`` the extra splits
+    made of others' shards (``{"all": ["train", "test"]}``); ``inner`` temporary inner-zip copies
+    removed by :meth:`close`.
+    """
+
+    spec: DatasetSpec
+    items: list[Item]
+    classes: list[str]
+    split_names: tuple[str, ...] = ("train", "test")
+    rule: dict[str, Any] = field(default_factory=lambda: {"rule": "official"})
+    view_splits: dict[str, list[str]] = field(default_factory=dict)
+    md5_jobs: list[tuple[Path, str]] = field(default_factory=list)
+    check_md5: bool = True
+    provenance: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    inner: InnerZips | None = None
+    batch_files: int = 256
+    batch_bytes: int = 48 << 20
+
+    def __post_init__(self) -> None:
+        self._md5: _Md5Check | None = None
+        if self.md5_jobs and self.check_md5:
+            self._md5 = _Md5Check(list(self.md5_jobs))
+        elif self.md5_jobs:
+            self.provenance.extend({"file": p.name, "md5": "not checked"} for p, _ in self.md5_jobs)
+        self.batches = batch_items(self.items, self.split_names, self.batch_files, self.batch_bytes)
+        self._names = {split: [name for name, _ in batches] for split, batches in self.batches.items()}
+
+    def split_rule(self) -> dict[str, Any]:
+        """How the samples were split, as recorded in ``index.json``."""
+        return dict(self.rule)
+
+    def views(self) -> dict[str, list[str]]:
+        """Extra splits made of others' shards."""
+        return dict(self.view_splits)
+
+    def recordings(self, stage: Stage = read_all, want: Want = want_all) -> Iterator[RecordingTask]:
+        """One task per batch of files, in shard order; workers read the files themselves."""
+        for split, batches in self.batches.items():
+            for name, items in batches:
+                if want(name):
+                    yield RecordingTask(name=name, context={"split": split, "items": items})
+
+    def known_order(self) -> dict[str, list[str]] | None:
+        """Split → batch names in shard order (known from the start)."""
+        return self._names
+
+    def order(self) -> dict[str, list[str]]:
+        """As :meth:`known_order`, after the md5 check (:class:`DatasetError` on a mismatch)."""
+        self.finish_md5()
+        return self.known_order() or {}
+
+    def finish_md5(self) -> None:
+        """Wait for the background md5 check; record it; :class:`DatasetError` on a mismatch."""
+        if self._md5 is None:
+            return
+        check, self._md5 = self._md5, None
+        got = check.wait()
+        for path, expected in check.jobs:
+            md5 = got[str(path)]
+            self.provenance.append({"file": path.name, "md5": md5})
+            if md5 != expected:
+                raise DatasetError(
+                    f"{path}: md5 {md5} differs from the published {expected} (corrupt or different file; "
+                    "pass --no-md5 to convert it anyway)"
+                )
+
+    def close(self) -> None:
+        """Remove temporary inner-zip copies."""
+        if self.inner is not None:
+            self.inner.close()
+
+
+def batch_items(items: list[Item], split_names: tuple[str, ...], batch_files: int, batch_bytes: int
+                ) -> dict[str, list[tuple[str, list[Item]]]]:
+    """Split → batches ``(name, items)`` sorted by (label, key); a duplicate key in a split is an error.
+
+    A batch may span classes (ES-ImageNet has 1000, often a few samples each): one task per batch, not per class.
+    """
+    out: dict[str, list[tuple[str, list[Item]]]] = {s: [] for s in split_names}
+    seen: dict[tuple[str, str], Item] = {}
+    for it in items:
+        if it.split not in out:
+            raise DatasetError(f"{it.container or it.name}: {it.name!r}: split {it.split!r} is not one of "
+                               f"{', '.join(split_names)}")
+        other = seen.get((it.split, it.key))
+        if other is not None:
+            raise DatasetError(f"{it.container or it.name}: {it.name!r} and {other.name!r} give the same sample key "
+                               f"{it.key!r} in split {it.split!r}")
+        seen[(it.split, it.key)] = it
+    for split in split_names:
+        current: list[Item] = []
+        size = 0
+        for it in sorted((i for i in items if i.split == split), key=lambda i: (i.label, i.key)):
+            if current and (len(current) >= batch_files or size + it.size > batch_bytes):
+                out[split].append((f"{split}/{len(out[split]):06d}", current))
+                current, size = [], 0
+            current.append(it)
+            size += it.size
+        if current:
+            out[split].append((f"{split}/{len(out[split]):06d}", current))
+    return out
+
+
+def cut_items(spec: DatasetSpec, read: Reader, task: RecordingTask, allow_truncated: bool) -> CutRecording:
+    """Worker: read and check every item of a batch; one :class:`CutSample` per item.
+
+    An item's bytes come from ``task.context["data"]`` (a streaming source hands them over, by key),
+    else from its zip member or plain file.
+    """
+    h, w = spec.sensor_size
+    split = task.context["split"]
+    handed: dict[str, bytes] = task.context.get("data") or {}
+    samples: list[CutSample] = []
+    skipped: Counter[str] = Counter()
+    warnings: list[str] = []
+    events_read = empty = truncated = 0
+    for it in task.context["items"]:
+        where = it.where or (f"{os.path.basename(it.container)}:{it.name}" if it.container else it.name)
+        data = handed[it.key] if it.key in handed else read_member(it.container, it.name, it.entry)
+        ev = read(data, where, allow_truncated)
+        n = len(ev)
+        i = first_outside(ev.x, ev.y, h, w)
+        if i is not None:
+            raise DatasetError(
+                f"{where}: event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} lies outside the {w}x{h} sensor "
+                f"of {spec.id}"
+            )
+        skipped.update(ev.skipped)
+        if ev.truncated_bytes:
+            truncated += ev.truncated_bytes
+            warnings.append(f"{where}: truncated; dropped the last {ev.truncated_bytes} bytes")
+        events_read += n
+        empty += n == 0
+        meta = {"label": it.label, "class": it.cls, "file": it.file, "split": split}
+        samples.append(CutSample(it.key, ev.t, ev.x, ev.y, ev.p, meta))
+    return CutRecording(samples=samples, events_read=events_read, empty_windows=empty, truncated_bytes=truncated,
+                        warnings=warnings, skipped_words=dict(skipped))
