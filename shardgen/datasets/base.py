@@ -14,6 +14,7 @@ from __future__ import annotations
 import mmap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
@@ -198,3 +199,14 @@ class Source(Protocol):
     def order(self) -> dict[str, list[str]]:
         """After :meth:`recordings` is exhausted: split → recording names in shard order."""
         ...
+
+
+def raw_folder(raw: Path | str, where: str, split: dict[str, Any] | None = None, fixed: str | None = None) -> Path:
+    """RAW as a :class:`~pathlib.Path`, checked: it must be a folder (else the error says ``where`` to get the
+    files, formatted with ``raw``), and a dataset whose split is ``fixed`` (its description) refuses ``split``."""
+    raw = Path(raw)
+    if split and fixed is not None:
+        raise DatasetError(f"{fixed}; --split-rule does not apply")
+    if not raw.is_dir():
+        raise DatasetError(f"{raw}: RAW folder does not exist. " + where.format(raw=raw))
+    return raw

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource
+from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
 from shardgen.datasets.filelist import FileListSource, cut_items, file_item, member_item, walk_files, zip_files
 from shardgen.formats.events import Events, FormatError
 from shardgen.formats.npy import events_from_columns
@@ -113,11 +113,7 @@ def split_every_fifth(keys: list[str]) -> dict[str, str]:
 
 def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> FileListSource:
     """List the category zips (or extracted folders) in ``raw`` and split by the every-5th rule."""
-    raw = Path(raw)
-    if split:
-        raise DatasetError(f"{ID} has a fixed split (every 5th file test); --split-rule does not apply")
-    if not raw.is_dir():
-        raise DatasetError(f"{raw}: RAW folder does not exist. " + SPEC.where.format(raw=raw))
+    raw = raw_folder(raw, SPEC.where, split, fixed=f"{ID} has a fixed split (every 5th file test)")
     skipped: list[str] = []
     provenance: list[dict[str, str]] = []
     md5_jobs: list[tuple[Path, str]] = []

@@ -26,18 +26,17 @@ import re
 import shutil
 import stat
 import tempfile
-import threading
 import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from shardgen.archive import ArchiveError, md5_file, read_zip_entry, zip_entry
+from shardgen.archive import ArchiveError, read_zip_entry, zip_entry
 from shardgen.datasets.base import (
     CutRecording,
     CutSample,
@@ -51,6 +50,7 @@ from shardgen.datasets.base import (
     read_all,
     want_all,
 )
+from shardgen.datasets.md5check import Md5Check
 from shardgen.formats.events import Events
 
 Reader = Callable[[Any, str, bool], Events]
@@ -251,33 +251,6 @@ class Member:
     """Where the member lies in its zip (:func:`shardgen.archive.zip_entry`)."""
 
 
-@dataclass
-class _Md5Check:
-    """md5 of the archives, computed in a background thread while the conversion runs."""
-
-    jobs: list[tuple[Path, str]]
-    results: dict[str, str] = field(default_factory=dict)
-    error: BaseException | None = None
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="md5", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            for path, _ in self.jobs:
-                self.results[str(path)] = md5_file(path)
-        except BaseException as exc:  # reported by wait()
-            self.error = exc
-
-    def wait(self) -> dict[str, str]:
-        """Block until every archive is hashed; the md5 by path."""
-        self.thread.join()
-        if self.error is not None:
-            raise DatasetError(f"md5 check failed: {self.error}")
-        return self.results
-
-
 def _natural_number(stem: str) -> tuple[int, str]:
     """Sort key of the ``first-k`` rule: the last number in the name (``cifar10_cat_17`` → 17)."""
     nums = re.findall(r"\d+", stem)
@@ -305,7 +278,7 @@ class ClassFolderSource(SourceBase):
         self.warnings: list[str] = []
         self.provenance: list[dict[str, str]] = []
         self._tmp: str | None = None
-        self._md5: _Md5Check | None = None
+        self._md5: Md5Check | None = None
         spec = ds.spec
         if not raw.is_dir():
             raise DatasetError(f"{raw}: RAW folder does not exist. " + spec.where.format(raw=raw))
@@ -339,7 +312,7 @@ class ClassFolderSource(SourceBase):
                 if not md5s.get(name):
                     self.provenance.append({"file": name, "md5": "none published"})
             if self.check_md5 and jobs:
-                self._md5 = _Md5Check(jobs)
+                self._md5 = Md5Check(jobs)
             elif jobs:
                 self.provenance.extend({"file": p.name, "md5": "not checked"} for p, _ in jobs)
             members: list[Member] = []
@@ -503,15 +476,7 @@ class ClassFolderSource(SourceBase):
         if self._md5 is None:
             return
         check, self._md5 = self._md5, None
-        got = check.wait()
-        for path, expected in check.jobs:
-            md5 = got[str(path)]
-            self.provenance.append({"file": path.name, "md5": md5})
-            if md5 != expected:
-                raise DatasetError(
-                    f"{path}: md5 {md5} differs from the published {expected} (corrupt or different file; "
-                    "pass --no-md5 to convert it anyway)"
-                )
+        check.finish(self.provenance)
 
     def views(self) -> dict[str, list[str]]:
         """Extra splits made of others' shards: ``all`` = train + test when the split is not official."""

@@ -29,6 +29,7 @@ from shardgen.datasets.base import (
     read_all,
     want_all,
 )
+from shardgen.datasets.md5check import md5_mismatch
 from shardgen.formats.aedat3 import read_aedat3
 from shardgen.sharedbuf import SlotRef
 
@@ -184,10 +185,7 @@ class GestureSource(SourceBase):
             got = md5_file(path)
             self.provenance.append({"file": fname, "md5": got})
             if self.check_md5 and got != expected:
-                raise DatasetError(
-                    f"{path}: md5 {got} differs from the published {expected} (corrupt or different "
-                    "file; pass --no-md5 to convert it anyway)"
-                )
+                raise md5_mismatch(path, got, expected)
 
     def recordings(self, stage: Stage = read_all, want: Want = want_all) -> Iterator[RecordingTask]:
         """Yield one task per recording that has a labels csv, in stored order.
@@ -247,10 +245,7 @@ class GestureSource(SourceBase):
         got = stream.md5 or ""
         self.provenance.insert(0, {"file": ARCHIVE, "md5": got})
         if got != RESOURCES[ARCHIVE]:
-            raise DatasetError(
-                f"{archive}: md5 {got} differs from the published {RESOURCES[ARCHIVE]} (corrupt or "
-                "different file; pass --no-md5 to convert it anyway)"
-            )
+            raise md5_mismatch(archive, got, RESOURCES[ARCHIVE])
 
     def _from_folder(self, folder: Path, want: Want) -> Iterator[RecordingTask]:
         for split, fname in SPLIT_LISTS.items():

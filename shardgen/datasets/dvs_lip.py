@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource
+from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
 from shardgen.datasets.filelist import FileListSource, cut_items, file_item, member_item, walk_files, zip_files
 from shardgen.formats.events import Events, FormatError
 from shardgen.formats.npy import events_from_columns, load_npy
@@ -65,11 +65,7 @@ def _split_word(parts: tuple[str, ...]) -> tuple[str, str, str] | None:
 
 def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> FileListSource:
     """Find and list a DVS-Lip download in ``raw``: ``DVS-Lip.zip`` or the extracted folder."""
-    raw = Path(raw)
-    if split:
-        raise DatasetError(f"{ID} has an official split (train / test); --split-rule does not apply")
-    if not raw.is_dir():
-        raise DatasetError(f"{raw}: RAW folder does not exist. " + SPEC.where.format(raw=raw))
+    raw = raw_folder(raw, SPEC.where, split, fixed=f"{ID} has an official split (train / test)")
     skipped: list[str] = []
     provenance: list[dict[str, str]] = []
     md5_jobs: list[tuple[Path, str]] = []

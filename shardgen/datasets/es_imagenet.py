@@ -29,7 +29,17 @@ from typing import Any
 import numpy as np
 
 from shardgen.archive import ArchiveError, md5_file
-from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, Stage, Want, read_all, want_all
+from shardgen.datasets.base import (
+    DatasetError,
+    DatasetSpec,
+    RecordingTask,
+    Resource,
+    Stage,
+    Want,
+    raw_folder,
+    read_all,
+    want_all,
+)
 from shardgen.datasets.classfolder import MAX_SAMPLE_FILE_BYTES
 from shardgen.datasets.filelist import FileListSource, Item, cut_items, file_item, walk_files
 from shardgen.formats.events import Events, FormatError
@@ -236,11 +246,7 @@ def _vallabel_beside(raw: Path, provenance: list[dict[str, str]]) -> dict[str, i
 
 def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> FileListSource:
     """The RAR volumes in ``raw`` (streamed), or the extracted ``ES-imagenet-0.18/`` folder."""
-    raw = Path(raw)
-    if split:
-        raise DatasetError(f"{ID} has an official split (train / val); --split-rule does not apply")
-    if not raw.is_dir():
-        raise DatasetError(f"{raw}: RAW folder does not exist. " + SPEC.where.format(raw=raw))
+    raw = raw_folder(raw, SPEC.where, split, fixed=f"{ID} has an official split (train / val)")
     provenance: list[dict[str, str]] = []
     volumes = _volumes(raw)
     if volumes:

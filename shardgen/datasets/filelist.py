@@ -9,7 +9,7 @@ each dataset module lists its files itself and hands this module finished :class
 
 1. refuses duplicate keys within a split (the message names both files),
 2. batches the items in shard order (split, label, key) into worker tasks,
-3. runs the background md5 check of the archives (:class:`shardgen.datasets.classfolder._Md5Check`),
+3. runs the background md5 check of the archives (:class:`shardgen.datasets.md5check.Md5Check`),
 4. reads each item in a worker (zip member by ``pread``, or a plain file, or bytes handed over by a
    streaming source) and decodes it with the dataset's reader.
 
@@ -45,7 +45,8 @@ from shardgen.datasets.base import (
     read_all,
     want_all,
 )
-from shardgen.datasets.classfolder import MAX_SAMPLE_FILE_BYTES, SplitRule, _Md5Check, read_member, split_by_class
+from shardgen.datasets.classfolder import MAX_SAMPLE_FILE_BYTES, SplitRule, read_member, split_by_class
+from shardgen.datasets.md5check import Md5Check
 from shardgen.formats.events import Events
 
 Reader = Callable[[Any, str, bool], Events]
@@ -225,9 +226,9 @@ class FileListSource(SourceBase):
     batch_bytes: int = 48 << 20
 
     def __post_init__(self) -> None:
-        self._md5: _Md5Check | None = None
+        self._md5: Md5Check | None = None
         if self.md5_jobs and self.check_md5:
-            self._md5 = _Md5Check(list(self.md5_jobs))
+            self._md5 = Md5Check(list(self.md5_jobs))
         elif self.md5_jobs:
             self.provenance.extend({"file": p.name, "md5": "not checked"} for p, _ in self.md5_jobs)
         self.batches = batch_items(self.items, self.split_names, self.batch_files, self.batch_bytes)
@@ -262,15 +263,7 @@ class FileListSource(SourceBase):
         if self._md5 is None:
             return
         check, self._md5 = self._md5, None
-        got = check.wait()
-        for path, expected in check.jobs:
-            md5 = got[str(path)]
-            self.provenance.append({"file": path.name, "md5": md5})
-            if md5 != expected:
-                raise DatasetError(
-                    f"{path}: md5 {md5} differs from the published {expected} (corrupt or different file; "
-                    "pass --no-md5 to convert it anyway)"
-                )
+        check.finish(self.provenance)
 
     def close(self) -> None:
         """Remove temporary inner-zip copies."""

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource
+from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
 from shardgen.datasets.filelist import (
     FileListSource,
     InnerZips,
@@ -31,6 +31,7 @@ from shardgen.datasets.filelist import (
     walk_files,
     zip_files,
 )
+from shardgen.datasets.md5check import md5_mismatch
 from shardgen.formats.events import Events
 from shardgen.formats.npy import events_from_columns, load_npz
 
@@ -105,19 +106,14 @@ def _check_lists(raw: Path, check_md5: bool, provenance: list[dict[str, str]]) -
         md5 = md5_file(path)
         provenance.append({"file": fname, "md5": md5})
         if check_md5 and md5 != _MD5[fname]:
-            raise DatasetError(f"{path}: md5 {md5} differs from the published {_MD5[fname]} (corrupt or different "
-                               "file; pass --no-md5 to convert it anyway)")
+            raise md5_mismatch(path, md5, _MD5[fname])
         lists[split] = parse_list(path.read_bytes(), str(path))
     return lists
 
 
 def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> FileListSource:
     """Find the lists and the samples (``MINI_HARDVS_files.zip`` or extracted ``action_NNN/`` folders) in ``raw``."""
-    raw = Path(raw)
-    if split:
-        raise DatasetError(f"{ID} has an official split (train/val/test lists); --split-rule does not apply")
-    if not raw.is_dir():
-        raise DatasetError(f"{raw}: RAW folder does not exist. " + SPEC.where.format(raw=raw))
+    raw = raw_folder(raw, SPEC.where, split, fixed=f"{ID} has an official split (train/val/test lists)")
     skipped: list[str] = []
     provenance: list[dict[str, str]] = []
     lists = _check_lists(raw, check_md5, provenance)

@@ -44,6 +44,7 @@ from shardgen.datasets.base import (
     read_all,
     want_all,
 )
+from shardgen.datasets.md5check import md5_mismatch
 from shardgen.formats import spikes_h5
 
 ROWS_PER_TASK = 512
@@ -128,8 +129,7 @@ class HeidelbergSource(SourceBase):
             raise DatasetError(f"{path}: cannot be inflated ({exc})") from None
         self.provenance.append({"file": path.name, "md5": md5 if check_md5 else "not checked"})
         if expected and md5 != expected:
-            raise DatasetError(f"{path}: md5 {md5} differs from the published {expected} (corrupt or different "
-                               "file; pass --no-md5 to convert it anyway)")
+            raise md5_mismatch(path, md5, expected)
         return dest
 
     @staticmethod

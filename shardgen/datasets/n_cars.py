@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource
+from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
 from shardgen.datasets.filelist import (
     FileListSource,
     InnerZips,
@@ -86,11 +86,7 @@ def _from_zip(path: Path, label: str, split: str, items: list[Item], skipped: li
 
 def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> FileListSource:
     """Find and list an N-CARS download in ``raw`` (outer zip, inner zips, or extracted folders)."""
-    raw = Path(raw)
-    if split:
-        raise DatasetError(f"{ID} has an official split (train / test); --split-rule does not apply")
-    if not raw.is_dir():
-        raise DatasetError(f"{raw}: RAW folder does not exist. " + SPEC.where.format(raw=raw))
+    raw = raw_folder(raw, SPEC.where, split, fixed=f"{ID} has an official split (train / test)")
     items: list[Item] = []
     skipped: list[str] = []
     provenance: list[dict[str, str]] = []
