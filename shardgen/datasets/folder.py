@@ -87,9 +87,7 @@ format, and the labels CSV with its md5.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import re
 from collections.abc import Iterator
@@ -97,33 +95,36 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
 from loader.format import FormatError as KeyFormatError
 from loader.format import check_key
 from shardgen.datasets import windows
 from shardgen.datasets.base import (
     CutRecording,
-    CutSample,
     DatasetError,
     DatasetSpec,
     RecordingTask,
     SourceBase,
     Stage,
     Want,
-    first_outside,
     read_all,
     want_all,
 )
 from shardgen.datasets.classfolder import ALL_SPLIT, SplitRule, make_split_rule, split_by_class
+from shardgen.datasets.labels_csv import (
+    LabelRow,
+    key_part,
+    parse_labels_csv,
+    parse_sensor,
+    stem_of,
+    window_option,
+)
 from shardgen.datasets.windows import window_starts
-from shardgen.formats import FORMATS, FormatError, detect_format, iter_events, read_events
+from shardgen.formats import FORMATS, FormatError, detect_format, iter_events
 
 ID = "folder"
 EXTENSIONS = (".aedat", ".aedat4", ".raw", ".dat", ".es", ".bin", ".bs2")
 OPTIONS = ("labels", "window_us", "stride_us", "sensor", "format")
 UNLABELLED = "unlabelled"
-CSV_COLUMNS = ("file", "label", "start_us", "end_us", "split")
 DEFAULT_SPLIT = SplitRule("ratio", train_ratio=0.9, seed=0)
 MAX_INT_CLASSES = 1 << 16
 WHERE = (
@@ -144,173 +145,8 @@ SPEC = DatasetSpec(
     conventions="x, y, p as read; absolute µs; sensor size per run (headers or --sensor); class = folder or CSV label",
 )
 
-_SPLIT_RE = re.compile(r"^[a-z0-9_\-]+$")
-_INT_RE = re.compile(r"^[+-]?[0-9]+$")
-_LABEL_INT_RE = re.compile(r"^[0-9]+$")
-_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.\-]")
+_LABELINT_RE = re.compile(r"^[0-9]+$")
 _WINDOW_KEY_RE = re.compile(r"^(.*)_[0-9]+$")
-
-
-# ------------------------------------------------------------------------------------------------ parsing
-
-
-@dataclass(frozen=True)
-class LabelRow:
-    """One row of a labels CSV: ``file`` relative to RAW (POSIX), ``label`` as written, optional window."""
-
-    file: str
-    label: str
-    start: int | None
-    end: int | None
-    split: str | None
-    row: int
-
-
-def parse_sensor(value: Any) -> tuple[int, int]:
-    """``(H, W)`` from a pair of ints or an ``"HxW"`` string; :class:`DatasetError` otherwise."""
-    try:
-        if isinstance(value, str):
-            h, w = (int(v) for v in value.lower().split("x"))
-        else:
-            h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise DatasetError(f"--sensor {value!r}: expected HxW such as 480x640") from None
-    if h <= 0 or w <= 0:
-        raise DatasetError(f"--sensor {h}x{w}: height and width must be positive")
-    return h, w
-
-
-def _window_option(window_us: Any, stride_us: Any) -> tuple[int, int] | None:
-    if window_us is None:
-        if stride_us is not None:
-            raise DatasetError("--stride-us needs --window-us")
-        return None
-    w = int(window_us)
-    s = w if stride_us is None else int(stride_us)
-    if w <= 0 or s <= 0:
-        raise DatasetError(f"--window-us {w} / --stride-us {s}: must be positive (µs)")
-    return w, s
-
-
-def _int_cell(text: str, column: str, name: str, row: int) -> int:
-    if not _INT_RE.match(text):
-        raise DatasetError(f"{name}: row {row}: {column} {text!r} is not an integer (µs)")
-    if len(text.lstrip("+-")) > 19 or not -(2**63) <= int(text) < 2**63:  # int() refuses > 4300 digits
-        raise DatasetError(f"{name}: row {row}: {column} {text[:40]!r} does not fit a 64-bit integer (µs)")
-    return int(text)
-
-
-def parse_labels_csv(data: bytes, name: str) -> list[LabelRow]:
-    """Parse a labels CSV (see the module docstring); every error names ``name`` and the row (line).
-
-    Parameters
-    ----------
-    data : bytes
-        The file's bytes (UTF-8, optionally with a BOM).
-    name : str
-        How errors name the file.
-
-    Returns
-    -------
-    list of LabelRow
-        In file order.
-
-    Raises
-    ------
-    DatasetError
-        Unknown or missing columns, a wrong number of cells, text in a time column, ``end_us <= start_us``,
-        only one of the two times, an empty file name or label, a path leaving RAW, a bad split name, no rows.
-    """
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{name}: not UTF-8 text ({exc})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    columns: dict[str, int] | None = None
-    rows: list[LabelRow] = []
-    try:
-        for raw_cells in reader:
-            line = reader.line_num
-            cells = [c.strip() for c in raw_cells]
-            if not any(cells) or cells[0].startswith("#"):
-                continue
-            if columns is None:
-                lowered = [c.lower() for c in cells]
-                if any(c in CSV_COLUMNS for c in lowered):
-                    columns = _header(lowered, name, line)
-                    continue
-                if len(cells) not in (2, 4):
-                    raise DatasetError(
-                        f"{name}: row {line}: expected 'file,label[,start_us,end_us]' (or a header row naming the "
-                        f"columns), got {len(cells)} columns"
-                    )
-                columns = dict(zip(CSV_COLUMNS, range(len(cells)), strict=False))
-            rows.append(_row(cells, columns, name, line))
-    except csv.Error as exc:
-        raise DatasetError(f"{name}: row {reader.line_num}: not valid CSV ({exc})") from None
-    if not rows:
-        raise DatasetError(f"{name}: no rows (expected 'file,label[,start_us,end_us]')")
-    return rows
-
-
-def _header(lowered: list[str], name: str, line: int) -> dict[str, int]:
-    unknown = [c for c in lowered if c not in CSV_COLUMNS]
-    if unknown:
-        raise DatasetError(f"{name}: row {line}: unknown column {unknown[0]!r}; known: {', '.join(CSV_COLUMNS)}")
-    if len(set(lowered)) != len(lowered):
-        raise DatasetError(f"{name}: row {line}: a column is named twice")
-    for need in ("file", "label"):
-        if need not in lowered:
-            raise DatasetError(f"{name}: row {line}: no {need!r} column")
-    if ("start_us" in lowered) != ("end_us" in lowered):
-        raise DatasetError(f"{name}: row {line}: 'start_us' and 'end_us' go together")
-    return {c: i for i, c in enumerate(lowered)}
-
-
-def _row(cells: list[str], columns: dict[str, int], name: str, line: int) -> LabelRow:
-    if len(cells) != len(columns):
-        raise DatasetError(f"{name}: row {line}: expected {len(columns)} columns ({', '.join(columns)}), "
-                           f"got {len(cells)}")
-    file = cells[columns["file"]].replace("\\", "/")
-    parts = PurePosixPath(file).parts
-    if not file:
-        raise DatasetError(f"{name}: row {line}: empty file name")
-    if not parts or file.startswith("/") or ".." in parts or ":" in parts[0]:  # "." has no parts
-        raise DatasetError(f"{name}: row {line}: file {file!r} must be a path relative to RAW (no '..')")
-    label = cells[columns["label"]]
-    if not label:
-        raise DatasetError(f"{name}: row {line}: empty label")
-    start = end = None
-    if "start_us" in columns:
-        s_text, e_text = cells[columns["start_us"]], cells[columns["end_us"]]
-        if bool(s_text) != bool(e_text):
-            raise DatasetError(f"{name}: row {line}: give both start_us and end_us, or neither")
-        if s_text:
-            start = _int_cell(s_text, "start_us", name, line)
-            end = _int_cell(e_text, "end_us", name, line)
-            if end <= start:
-                raise DatasetError(f"{name}: row {line}: end_us {end} must be greater than start_us {start}")
-    split = None
-    if "split" in columns:
-        split = cells[columns["split"]].lower()
-        if not _SPLIT_RE.match(split):
-            raise DatasetError(f"{name}: row {line}: split {cells[columns['split']]!r}: expected a name of "
-                               "a-z, 0-9, '_', '-' (train, test, val …)")
-    return LabelRow(str(PurePosixPath(*parts)), label, start, end, split, line)
-
-
-def key_part(text: str) -> str:
-    """``text`` made safe for one sample-key component: ``[A-Za-z0-9_.-]``, no leading ``.``."""
-    safe = _UNSAFE_RE.sub("_", text)
-    if safe.startswith("."):
-        safe = "_" + safe[1:]
-    return safe or "_"
-
-
-def _stem(file: str) -> str:
-    """Key stem of a relative path: each component made safe, the extension dropped."""
-    path = PurePosixPath(file)
-    return "/".join(key_part(p) for p in (*path.parent.parts, path.stem))
 
 
 def _walk(raw: Path, exclude: Path | None) -> tuple[list[str], list[str]]:
@@ -407,7 +243,7 @@ class FolderSource(SourceBase):
         self.provenance: list[dict[str, str]] = []
         if not self.raw.is_dir():
             raise DatasetError(f"{self.raw}: RAW folder does not exist. " + WHERE.format(raw=self.raw))
-        self.window = _window_option(window_us, stride_us)
+        self.window = window_option(window_us, stride_us)
         if format is not None and format.lower() not in FORMATS:
             raise DatasetError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
         self.format = format.lower() if format is not None else None
@@ -461,9 +297,9 @@ class FolderSource(SourceBase):
             self.skipped.extend(f"{f}: not inside a class folder" for f in top)
             self.classes = sorted({f.split("/", 1)[0] for f in nested})
             label = {c: i for i, c in enumerate(self.classes)}
-            return [Unit(f.split("/", 1)[0], _stem(f), f, None, f, label[f.split("/", 1)[0]]) for f in nested]
+            return [Unit(f.split("/", 1)[0], stem_of(f), f, None, f, label[f.split("/", 1)[0]]) for f in nested]
         self.classes = [UNLABELLED]
-        return [Unit(UNLABELLED, _stem(f), f, None, f, 0) for f in top]
+        return [Unit(UNLABELLED, stem_of(f), f, None, f, 0) for f in top]
 
     def _units_from_csv(self, path: Path, files: list[str]) -> list[Unit]:
         data = path.read_bytes()
@@ -475,7 +311,7 @@ class FolderSource(SourceBase):
                 raise DatasetError(f"{name}: row {r.row}: unknown file {r.file!r} (no such file in {self.raw})")
         listed = {r.file for r in rows}
         self.skipped.extend(f"{f}: not in {path.name}" for f in files if f not in listed)
-        if all(_LABEL_INT_RE.match(r.label) for r in rows):
+        if all(_LABELINT_RE.match(r.label) for r in rows):
             top = max(int(r.label) for r in rows)
             if top >= MAX_INT_CLASSES:
                 row = next(r for r in rows if int(r.label) == top)
@@ -491,7 +327,7 @@ class FolderSource(SourceBase):
             raise DatasetError(f"{name}: every row needs a split")
         label = {c: i for i, c in enumerate(self.classes)}
         return [
-            Unit(cls_of[r.label], _stem(r.file), f"{r.file}#{r.row:09d}", r.split, r.file, label[cls_of[r.label]],
+            Unit(cls_of[r.label], stem_of(r.file), f"{r.file}#{r.row:09d}", r.split, r.file, label[cls_of[r.label]],
                  r.row, r.start, r.end)
             for r in rows
         ]
@@ -685,13 +521,6 @@ def open_source(
 # ------------------------------------------------------------------------------------------------ the worker
 
 
-def _read(path: str, fmt: str, allow_truncated: bool) -> Any:
-    try:
-        return read_events(path, format=fmt, allow_truncated=allow_truncated)
-    except FormatError as exc:
-        raise DatasetError(str(exc)) from None
-
-
 def cut(task: RecordingTask, allow_truncated: bool = False, stream: bool = True) -> CutRecording:
     """Cut one recording into its samples of the task's split (runs in a worker).
 
@@ -712,7 +541,8 @@ def cut(task: RecordingTask, allow_truncated: bool = False, stream: bool = True)
     Returns
     -------
     CutRecording
-        The samples in row, then time order.
+        The samples in row, then time order (a streaming cut yields them as their windows close, each
+        with its rank in that order).
 
     Raises
     ------
@@ -724,95 +554,7 @@ def cut(task: RecordingTask, allow_truncated: bool = False, stream: bool = True)
         result = CutRecording(samples=[])
         result.samples = windows.cut_streaming(ctx, allow_truncated, result)
         return result
-    path, file = ctx["path"], ctx["file"]
-    ev = _read(path, ctx["format"], allow_truncated)
-    h, w = ctx["sensor_size"]
-    t = ev.t
-    n = int(t.size)
-    i = first_outside(ev.x, ev.y, h, w)
-    if i is not None:
-        raise DatasetError(f"{path}: event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} lies outside the "
-                           f"{h}x{w} (HxW) sensor; pass a larger --sensor")
-    ordered = n < 2 or bool(np.all(t[1:] >= t[:-1]))
-    t0 = (int(t[0]) if ordered else int(t.min())) if n else 0
-    t_last = (int(t[-1]) if ordered else int(t.max())) if n else -1
-    window: tuple[int, int] | None = ctx["window"]
-    warnings: list[str] = []
-
-    # every sample of the recording, in row then time order: (segment, start, end) or (segment, None, None)
-    plan: list[tuple[int, int | None, int | None]] = []
-    for i, (_label, _cls, _prefix, start, end, row, _split) in enumerate(ctx["segments"]):
-        if start is not None and (n == 0 or end <= t0 or start > t_last):
-            span = f"events from {t0} to {t_last} µs" if n else "no events"
-            raise DatasetError(
-                f"{ctx['labels_name'] or 'labels CSV'}: row {row}: window [{start}, {end}) µs lies outside {file} "
-                f"({span}; times are the recording's own, as shardgen.formats.read_events returns them)"
-            )
-        if window is None:
-            plan.append((i, start, end))
-            continue
-        a, b = (t0, t_last + 1) if start is None else (start, end)
-        starts = window_starts(a, b, *window)
-        if not starts.size:
-            what = f"labels row {row}" if start is not None else file
-            warnings.append(f"{what}: {'no events' if not n else f'{b - a} µs'}, shorter than one "
-                            f"{window[0]} µs window: no sample")
-        plan.extend((i, int(s), int(s) + window[0]) for s in starts.tolist())
-
-    timed = [(s, e) for _, s, e in plan if s is not None]
-    bounds = np.asarray(timed, dtype=np.int64).reshape(-1, 2)
-    if ordered:
-        lo = np.searchsorted(t, bounds[:, 0], side="left")
-        hi = np.maximum(np.searchsorted(t, bounds[:, 1], side="left"), lo)
-        order = None
-    else:  # time stamps go back somewhere: select on the sorted times, keep file order
-        order = np.argsort(t, kind="stable")
-        ts = t[order]
-        lo = np.searchsorted(ts, bounds[:, 0], side="left")
-        hi = np.maximum(np.searchsorted(ts, bounds[:, 1], side="left"), lo)
-        warnings.append(f"{file}: time stamps are not monotonic; windows selected on sorted times, in file order")
-
-    samples: list[CutSample] = []
-    seen: dict[str, int] = {}
-    empty = 0
-    j = 0
-    for i, start, end in plan:
-        label, cls, prefix, _s, _e, row, split = ctx["segments"][i]
-        base = prefix + ctx["stem"]
-        if start is None:
-            key = base
-            cols = (t, ev.x, ev.y, ev.p)
-        else:
-            k = seen.get(cls, 0)
-            seen[cls] = k + 1
-            key = f"{base}_{k}"
-            a, b = int(lo[j]), int(hi[j])
-            j += 1
-            if order is None:
-                cols = (t[a:b], ev.x[a:b], ev.y[a:b], ev.p[a:b])
-            else:
-                idx = np.sort(order[a:b])
-                cols = (t[idx], ev.x[idx], ev.y[idx], ev.p[idx])
-        if split != ctx["split"]:
-            continue
-        meta: dict[str, Any] = {"label": label, "class": cls, "recording": file, "split": split}
-        if start is not None:
-            meta["start"], meta["end"] = start, end
-        if row is not None:
-            meta["row"] = row
-        empty += cols[0].size == 0
-        samples.append(CutSample(key, *cols, meta=meta))
-    first = bool(ctx["first"])
-    if ev.truncated_bytes and first:
-        warnings.append(f"{file}: truncated; dropped the last {ev.truncated_bytes} bytes")
-    return CutRecording(
-        samples=samples,
-        events_read=n if first else 0,
-        empty_windows=int(empty),
-        truncated_bytes=int(ev.truncated_bytes) if first else 0,
-        warnings=warnings if first else [],
-        skipped_words=dict(ev.skipped) if first else {},
-    )
+    return windows.cut_whole(ctx, allow_truncated)
 
 
 __all__ = [

@@ -1,4 +1,7 @@
-"""Cut one recording into time windows while reading it in chunks (the ``folder`` dataset's worker).
+"""Cut one recording into its samples: the ``folder`` dataset's worker.
+
+:func:`cut_streaming` cuts time windows while the recording is read in chunks; :func:`cut_whole`
+reads it whole (whole-recording samples, and recordings whose time stamps go back).
 
 Memory is bounded by the chunk plus the events of the windows still open, whatever the recording's
 length. Two shapes of a recording's samples stream this way:
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from shardgen.datasets.base import CutRecording, CutSample, DatasetError, RestartCut, first_outside
-from shardgen.formats import FormatError, iter_events
+from shardgen.formats import FormatError, iter_events, read_events
 
 CHUNK_EVENTS = 1 << 20
 
@@ -217,3 +220,109 @@ def _timed_warnings(ctx: dict[str, Any]) -> list[str]:
         return []
     return [f"labels row {row}: {end - start} µs, shorter than one {window[0]} µs window: no sample"
             for _l, _c, _p, start, end, row, _s in ctx["segments"] if not window_starts(start, end, *window).size]
+
+
+def _read(path: str, fmt: str, allow_truncated: bool) -> Any:
+    try:
+        return read_events(path, format=fmt, allow_truncated=allow_truncated)
+    except FormatError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def cut_whole(ctx: dict[str, Any], allow_truncated: bool = False) -> CutRecording:
+    """Read the task's recording whole and cut its samples (whole-recording samples, time stamps that go back).
+
+    Raises
+    ------
+    DatasetError
+        An unreadable file, an event outside the sensor, a labelled window outside the recording.
+    """
+    path, file = ctx["path"], ctx["file"]
+    ev = _read(path, ctx["format"], allow_truncated)
+    h, w = ctx["sensor_size"]
+    t = ev.t
+    n = int(t.size)
+    i = first_outside(ev.x, ev.y, h, w)
+    if i is not None:
+        raise DatasetError(f"{path}: event {i} at x={int(ev.x[i])}, y={int(ev.y[i])} lies outside the "
+                           f"{h}x{w} (HxW) sensor; pass a larger --sensor")
+    ordered = n < 2 or bool(np.all(t[1:] >= t[:-1]))
+    t0 = (int(t[0]) if ordered else int(t.min())) if n else 0
+    t_last = (int(t[-1]) if ordered else int(t.max())) if n else -1
+    window: tuple[int, int] | None = ctx["window"]
+    warnings: list[str] = []
+
+    # every sample of the recording, in row then time order: (segment, start, end) or (segment, None, None)
+    plan: list[tuple[int, int | None, int | None]] = []
+    for i, (_label, _cls, _prefix, start, end, row, _split) in enumerate(ctx["segments"]):
+        if start is not None and (n == 0 or end <= t0 or start > t_last):
+            span = f"events from {t0} to {t_last} µs" if n else "no events"
+            raise DatasetError(
+                f"{ctx['labels_name'] or 'labels CSV'}: row {row}: window [{start}, {end}) µs lies outside {file} "
+                f"({span}; times are the recording's own, as shardgen.formats.read_events returns them)"
+            )
+        if window is None:
+            plan.append((i, start, end))
+            continue
+        a, b = (t0, t_last + 1) if start is None else (start, end)
+        starts = window_starts(a, b, *window)
+        if not starts.size:
+            what = f"labels row {row}" if start is not None else file
+            warnings.append(f"{what}: {'no events' if not n else f'{b - a} µs'}, shorter than one "
+                            f"{window[0]} µs window: no sample")
+        plan.extend((i, int(s), int(s) + window[0]) for s in starts.tolist())
+
+    timed = [(s, e) for _, s, e in plan if s is not None]
+    bounds = np.asarray(timed, dtype=np.int64).reshape(-1, 2)
+    if ordered:
+        lo = np.searchsorted(t, bounds[:, 0], side="left")
+        hi = np.maximum(np.searchsorted(t, bounds[:, 1], side="left"), lo)
+        order = None
+    else:  # time stamps go back somewhere: select on the sorted times, keep file order
+        order = np.argsort(t, kind="stable")
+        ts = t[order]
+        lo = np.searchsorted(ts, bounds[:, 0], side="left")
+        hi = np.maximum(np.searchsorted(ts, bounds[:, 1], side="left"), lo)
+        warnings.append(f"{file}: time stamps are not monotonic; windows selected on sorted times, in file order")
+
+    samples: list[CutSample] = []
+    seen: dict[str, int] = {}
+    empty = 0
+    j = 0
+    for i, start, end in plan:
+        label, cls, prefix, _s, _e, row, split = ctx["segments"][i]
+        base = prefix + ctx["stem"]
+        if start is None:
+            key = base
+            cols = (t, ev.x, ev.y, ev.p)
+        else:
+            k = seen.get(cls, 0)
+            seen[cls] = k + 1
+            key = f"{base}_{k}"
+            a, b = int(lo[j]), int(hi[j])
+            j += 1
+            if order is None:
+                cols = (t[a:b], ev.x[a:b], ev.y[a:b], ev.p[a:b])
+            else:
+                idx = np.sort(order[a:b])
+                cols = (t[idx], ev.x[idx], ev.y[idx], ev.p[idx])
+        if split != ctx["split"]:
+            continue
+        meta: dict[str, Any] = {"label": label, "class": cls, "recording": file, "split": split}
+        if start is not None:
+            meta["start"], meta["end"] = start, end
+        if row is not None:
+            meta["row"] = row
+        empty += cols[0].size == 0
+        samples.append(CutSample(key, *cols, meta=meta))
+    first = bool(ctx["first"])
+    if ev.truncated_bytes and first:
+        warnings.append(f"{file}: truncated; dropped the last {ev.truncated_bytes} bytes")
+    return CutRecording(
+        samples=samples,
+        events_read=n if first else 0,
+        empty_windows=int(empty),
+        truncated_bytes=int(ev.truncated_bytes) if first else 0,
+        warnings=warnings if first else [],
+        skipped_words=dict(ev.skipped) if first else {},
+    )
