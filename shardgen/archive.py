@@ -150,7 +150,8 @@ class TarGzStream:
     """Stream the regular files of a ``.tar.gz`` as ``(member path, size, reader)``, in stored order.
 
     ``reader`` is valid until the next member is requested. Directories are passed over; links and
-    device files are skipped (never followed); unsafe names raise :class:`ArchiveError`. With
+    device files are skipped (never followed) and listed in :attr:`skipped`; unsafe names raise
+    :class:`ArchiveError`. With
     ``hash_md5`` the compressed bytes are hashed as they are read, so after the iteration
     :attr:`md5` holds the archive's md5 at no extra pass over the file.
     """
@@ -159,6 +160,7 @@ class TarGzStream:
         self.path = Path(path)
         self.hash_md5 = hash_md5
         self.md5: str | None = None
+        self.skipped: list[str] = []
 
     def __iter__(self) -> Iterator[tuple[PurePosixPath, int, BinaryIO]]:
         with open(self.path, "rb") as raw:
@@ -168,6 +170,9 @@ class TarGzStream:
                     for info in tf:
                         member = safe_member_name(info.name, self.path.name)
                         if not info.isreg() or info.sparse is not None:
+                            if not info.isdir():
+                                self.skipped.append(f"{self.path.name}: member {info.name!r}: not a regular file "
+                                                    "(a link or device: not followed)")
                             continue
                         where = f"{self.path}: member {info.name!r}"
                         yield member, info.size, _MemberReader(gz, info.offset_data, info.size, where)

@@ -354,8 +354,9 @@ def test_gesture_archive_member_outside_is_an_error(gesture, tmp_path, member):
     assert not Path("/tmp/eventshard-evil-abs.aedat").exists()
 
 
-def test_gesture_archive_links_are_ignored(gesture, tmp_path):
-    """SEMANTICS.md: links in the archive are ignored (never followed); every real sample is converted."""
+def test_gesture_archive_links_are_skipped_and_listed(gesture, tmp_path):
+    """SEMANTICS.md: links in the archive are skipped (never followed) and listed in the summary's ``skipped``;
+    every real sample is converted."""
     recording = f"DvsGesture/{gesture.stem}.aedat"
     links = [
         (_tarinfo("DvsGesture/evil.aedat", kind=tarfile.SYMTYPE, link="/etc/passwd"), b""),
@@ -369,14 +370,15 @@ def test_gesture_archive_links_are_ignored(gesture, tmp_path):
     summary = run.summary()
     assert summary["samples"] == gesture.counts()
     assert summary["events_read"] == gesture.gen.n_events
+    listed = [line for line in summary["skipped"] if "not a regular file" in line]
+    assert [line.split("'")[1] for line in listed] == [info.name for info, _ in links]
 
 
 @pytest.mark.parametrize("where", ["inside a recording", "in the gzip trailer"])
 def test_gesture_truncated_archive_is_an_error(gesture, tmp_path, where):
-    """A truncated gzip stream of ``DvsGesture.tar.gz`` (a download cut short): one line naming the archive.
-
-    Known bug (being fixed): the run ended with ``BufferError: cannot close exported pointers exist``
-    (a shared slot still viewed by the traceback) instead of this line."""
+    """A truncated gzip stream of ``DvsGesture.tar.gz`` (a download cut short): one line naming the archive
+    (before the fix the run ended with ``BufferError: cannot close exported pointers exist``, raised by the
+    clean-up of a shared slot that the error's traceback still viewed)."""
     data = (gesture.gen.root / ARCHIVE).read_bytes()
     cut = int(len(data) * 0.4) if where == "inside a recording" else len(data) - 4
     raw = tmp_path / "raw"

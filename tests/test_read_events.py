@@ -108,7 +108,7 @@ def test_detect_format_from_bytes(head, fmt):
         (b"MATLAB 5.0 MAT-file, Platform", "MATLAB"),
         (b"#!AER-DAT1.0\r\n", "unsupported AEDAT version"),
         (b"% evt 2.1\n", "'evt21' is not supported"),
-        (b"% Date 2020\n\x00\x00", "pass format='evt2'"),
+        (b"% Date 2020\n\x00\x00", r"pass --format evt2\|evt3"),
         (b"hello world, this is text\n" * 10, "cannot tell the format"),
     ],
 )

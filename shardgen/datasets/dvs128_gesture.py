@@ -238,6 +238,7 @@ class GestureSource(SourceBase):
                         pending[stem] = data
         except ArchiveError as exc:
             raise DatasetError(str(exc)) from None
+        self.skipped.extend(stream.skipped)
         self.skipped.extend(f"{stem}.aedat: no {stem}_labels.csv in the archive" for stem in sorted(pending))
         if not self.check_md5:
             self.provenance.insert(0, {"file": ARCHIVE, "md5": "not checked"})

@@ -111,7 +111,7 @@ def _detect(head: bytes, name: str, size: int | None, suffix: str) -> str:
         if "Data" in fields or "Version" in fields or suffix == ".dat" or b"% Data file containing" in head:
             return "dat"
         raise FormatError(
-            name, 0, "a '%' header without '% evt' or '% format' (Prophesee RAW?) — pass format='evt2' or 'evt3'"
+            name, 0, "a '%' header without '% evt' or '% format' (Prophesee RAW?) — pass --format evt2|evt3"
         )
     if suffix == ".dat":
         return "dat"  # a DAT file without '%' lines: type 0, 8-byte events from byte 0 (openeb's rule)
@@ -126,7 +126,7 @@ def _detect(head: bytes, name: str, size: int | None, suffix: str) -> str:
     if atis and not evt2:
         return "atis_bin"
     why = "it could be a headerless EVT 2.0 stream or ATIS .bin records" if evt2 else "no known header"
-    raise FormatError(name, 0, f"cannot tell the format ({why}); pass format= one of {FORMATS}")
+    raise FormatError(name, 0, f"cannot tell the format ({why}); pass --format (format= in Python), one of {FORMATS}")
 
 
 def detect_format(path_or_head: str | os.PathLike | bytes | bytearray | memoryview) -> str:
