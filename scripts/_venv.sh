@@ -16,8 +16,11 @@ ensure_venv() {  # usage: ensure_venv [extra]
   stamp="$VENV/.eventshard-$(cat "$ROOT/pyproject.toml" | sha1sum | cut -c1-12)-${extra:-base}"
   if [ ! -f "$stamp" ]; then
     local cons; cons="$(mktemp)"; echo "torch==2.13.0" >"$cons"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "is ignored" >&2 || true
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$cons" -e "$spec" 2>&1 | grep -v "is ignored" >&2 || true
+    # pip's own status decides (a failed resolve must stop here, not at the first missing tool)
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 \
+      | { grep -v "is ignored" >&2 || true; } || { echo "installing torch into $VENV failed" >&2; exit 1; }
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$cons" -e "$spec" 2>&1 \
+      | { grep -v "is ignored" >&2 || true; } || { echo "installing the project ($spec) into $VENV failed" >&2; exit 1; }
     "$VENV/bin/python" -c "import torch, shardgen, loader; assert torch.__version__.startswith('2.13.0')" \
       || { echo "installing the project into $VENV failed" >&2; exit 1; }
     rm -f "$cons"
