@@ -25,37 +25,20 @@ How a file is fetched:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 from loader.retry import backoff_delay
 from shardgen.archive import md5_file
 from shardgen.datasets.base import DatasetError, Resource
 from shardgen.progress import Progress, human_bytes, stderr_is_terminal
-
-CHUNK = 1 << 20
-"""Bytes asked for per read from the source (and the fsspec block size)."""
-
-"""Seconds between progress log lines when no bar is shown."""
-
-"""Longest wait between two tries, in seconds."""
-
-HTTP_CONNECT_TIMEOUT = 30.0
-"""Seconds to wait for an HTTP connection."""
-
-HTTP_READ_TIMEOUT = 60.0
-"""Seconds an HTTP connection may stay silent before the try counts as cut (no limit on the whole transfer)."""
-
-_RETRY_STATUS = frozenset({408, 429})
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+from shardgen.transfer import CHUNK, Body, Fatal, Sources, Transient
 
 
 class DownloadError(DatasetError):
@@ -94,242 +77,6 @@ class DownloadReport:
     def complete(self) -> bool:
         """Whether every resource is now in RAW (nothing is left to get by hand)."""
         return not self.manual
-
-
-class _Transient(Exception):
-    """A source error worth another try (cut connection, time-out, 5xx)."""
-
-
-class _Fatal(Exception):
-    """A source error another try will not fix (404, 403, a missing mirror file)."""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Sources: the bytes of one URL from an offset on.
-
-
-class _Body:
-    """The bytes of a source from :attr:`start` on.
-
-    ``start`` is where the body begins in the file: the offset asked for, or 0 when the source could not
-    honour it. ``total`` is the file's size when known. ``complete`` means there is nothing left to read
-    (the ``.part`` already holds the whole file). ``validator`` identifies the version of the file (an HTTP
-    ETag or Last-Modified), for ``If-Range`` on a later try.
-    """
-
-    start: int = 0
-    total: int | None = None
-    complete: bool = False
-    validator: str | None = None
-
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes; ``b""`` at the end (raises :class:`_Transient` / :class:`_Fatal`)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the connection or file."""
-
-
-def _is_http(url: str) -> bool:
-    return url.split("://", 1)[0].lower() in ("http", "https") if "://" in url else False
-
-
-def _classify(exc: BaseException, what: str) -> Exception:
-    """Turn an exception raised while reading a source into :class:`_Transient` or :class:`_Fatal`."""
-    if isinstance(exc, (_Transient, _Fatal)):
-        return exc
-    if isinstance(exc, FileNotFoundError):
-        return _Fatal(f"not found: {what}")
-    if isinstance(exc, (PermissionError, IsADirectoryError, NotADirectoryError)):
-        return _Fatal(f"{type(exc).__name__}: {exc}")
-    try:
-        import aiohttp
-    except ImportError:  # pragma: no cover - fsspec[http] is a dependency
-        aiohttp = None  # type: ignore[assignment]
-    if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
-        if exc.status >= 500 or exc.status in _RETRY_STATUS:
-            return _Transient(f"HTTP {exc.status} {exc.message}")
-        return _Fatal(f"HTTP {exc.status} {exc.message}")
-    if aiohttp is not None and isinstance(exc, aiohttp.ClientError):
-        return _Transient(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError, EOFError)):
-        return _Transient(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    return _Fatal(f"{type(exc).__name__}: {exc}")
-
-
-async def _http_get(session: Any, url: str, headers: dict[str, str]) -> Any:
-    return await session.get(url, headers=headers)
-
-
-async def _http_close(response: Any) -> None:
-    response.close()
-
-
-class _HttpBody(_Body):
-    """One HTTP(S) GET through fsspec's HTTP file system (its aiohttp session and event loop), streamed."""
-
-    def __init__(self, fs: Any, url: str, offset: int, validator: str | None):
-        from fsspec.asyn import sync
-
-        self._sync = sync
-        self._loop = fs.loop
-        self._url = url
-        self._response: Any = None
-        try:
-            session = sync(self._loop, fs.set_session)
-            self._open(session, fs.encode_url(url), offset, validator)
-        except BaseException as exc:
-            self.close()
-            if isinstance(exc, Exception):
-                raise _classify(exc, url) from exc
-            raise
-
-    def _open(self, session: Any, url: str, offset: int, validator: str | None) -> None:
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-            if validator:
-                headers["If-Range"] = validator
-        r = self._response = self._sync(self._loop, _http_get, session, url, headers)
-        status = r.status
-        if status == 404:
-            raise _Fatal(f"not found (HTTP 404): {self._url}")
-        if status >= 500 or status in _RETRY_STATUS:
-            raise _Transient(f"HTTP {status} {r.reason or ''}".rstrip())
-        if status == 416 and offset:  # range past the end: maybe the .part is already whole
-            m = _CONTENT_RANGE.fullmatch(r.headers.get("Content-Range", "").strip())
-            if m and m.group(3) != "*" and int(m.group(3)) == offset:
-                self.start, self.total, self.complete = offset, offset, True
-                return
-            self.close()
-            return self._open(session, url, 0, None)  # the file is shorter than the .part: start over
-        if status == 206:
-            m = _CONTENT_RANGE.fullmatch(r.headers.get("Content-Range", "").strip())
-            if not m or m.group(1) is None or int(m.group(1)) != offset:
-                self.close()
-                return self._open(session, url, 0, None)  # not the range asked for: start over
-            self.start = offset
-            self.total = None if m.group(3) == "*" else int(m.group(3))
-        elif status == 200:
-            self.start = 0
-            length = r.headers.get("Content-Length")
-            encoding = r.headers.get("Content-Encoding", "identity").strip().lower()
-            self.total = int(length) if length and encoding in ("", "identity") else None
-        else:
-            raise _Fatal(f"HTTP {status} {r.reason or ''}".rstrip() + f": {self._url}")
-        etag = r.headers.get("ETag")
-        self.validator = etag if etag and not etag.startswith("W/") else r.headers.get("Last-Modified")
-
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes of the response body as they arrive."""
-        if self.complete:
-            return b""
-        try:
-            return self._sync(self._loop, self._response.content.read, n)
-        except Exception as exc:
-            raise _classify(exc, self._url) from exc
-
-    def close(self) -> None:
-        """Close the response (and its connection)."""
-        r, self._response = self._response, None
-        if r is not None:
-            try:
-                self._sync(self._loop, _http_close, r)
-            except Exception:  # pragma: no cover - closing a broken connection
-                pass
-
-
-class _FsBody(_Body):
-    """Any other fsspec file system: open the file with a block size and seek to the offset."""
-
-    def __init__(self, fs: Any, path: str, offset: int, validator: str | None):
-        self._f: BinaryIO | None = None
-        self._path = path
-        try:
-            try:
-                total = fs.size(path)
-            except FileNotFoundError:
-                raise
-            except Exception:  # some file systems cannot tell; read to the end then
-                total = None
-            self.total = None if total is None else int(total)
-            self.start = offset if self.total is None or offset <= self.total else 0
-            if self.total is not None and self.start == self.total and self.start:
-                self.complete = True
-                return
-            self._f = fs.open(path, "rb", block_size=CHUNK)
-            if self.start:
-                self._f.seek(self.start)
-        except Exception as exc:
-            self.close()
-            raise _classify(exc, path) from exc
-
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes from the current position."""
-        if self.complete or self._f is None:
-            return b""
-        try:
-            return self._f.read(n)
-        except Exception as exc:
-            raise _classify(exc, self._path) from exc
-
-    def close(self) -> None:
-        """Close the file."""
-        f, self._f = self._f, None
-        if f is not None:
-            try:
-                f.close()
-            except Exception:  # pragma: no cover
-                pass
-
-
-class _Sources:
-    """Opens :class:`_Body` objects for URLs, keeping one fsspec file system per protocol for the whole run."""
-
-    def __init__(self, storage_options: dict[str, Any] | None):
-        self._options = dict(storage_options or {})
-        self._http: Any = None
-
-    def open(self, url: str, offset: int, validator: str | None) -> _Body:
-        """The bytes of ``url`` from ``offset`` on (or from 0, see :class:`_Body`)."""
-        if _is_http(url):
-            return _HttpBody(self._http_fs(), url, offset, validator)
-        import fsspec
-
-        try:
-            fs, path = fsspec.core.url_to_fs(url, **self._options)
-        except Exception as exc:
-            raise _classify(exc, url) from exc
-        return _FsBody(fs, path, offset, validator)
-
-    def _http_fs(self) -> Any:
-        if self._http is None:
-            import aiohttp
-            import fsspec
-
-            client_kwargs = dict(self._options.pop("client_kwargs", {}) or {})
-            client_kwargs.setdefault(
-                "timeout",
-                aiohttp.ClientTimeout(total=None, sock_connect=HTTP_CONNECT_TIMEOUT, sock_read=HTTP_READ_TIMEOUT),
-            )
-            client_kwargs.setdefault("auto_decompress", False)  # the bytes as published, never a decoded body
-            self._http = fsspec.filesystem("http", skip_instance_cache=True, client_kwargs=client_kwargs)
-        return self._http
-
-    def close(self) -> None:
-        """Close the HTTP session, if one was opened."""
-        fs, self._http = self._http, None
-        if fs is not None and getattr(fs, "_session", None) is not None:
-            from fsspec.asyn import sync
-
-            try:
-                sync(fs.loop, fs._session.close)
-            except Exception:  # pragma: no cover
-                pass
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Progress: a tqdm bar on a terminal, log lines otherwise.
 
 
 def _stderr_log(message: str) -> None:
@@ -381,7 +128,7 @@ class _Fetcher:
     def __init__(
         self,
         report: DownloadReport,
-        sources: _Sources,
+        sources: Sources,
         bar: bool,
         lines: bool,
         retries: int,
@@ -411,7 +158,7 @@ class _Fetcher:
             if seen_total is not None and offset > seen_total:
                 offset = 0
             pos = offset
-            body: _Body | None = None
+            body: Body | None = None
             try:
                 body = self.sources.open(url, offset, validator)
                 if offset and seen_total is not None and body.start and body.total not in (None, seen_total):
@@ -449,13 +196,13 @@ class _Fetcher:
                     finally:
                         progress.close()
                     if body.total is not None and pos < body.total:
-                        raise _Transient(f"connection ended at byte {pos} of {body.total}")
+                        raise Transient(f"connection ended at byte {pos} of {body.total}")
                     out.flush()
                     os.fsync(out.fileno())
                 break
-            except _Fatal as exc:
+            except Fatal as exc:
                 raise DownloadError(f"{dest}: cannot fetch {url}: {exc}") from exc
-            except _Transient as exc:
+            except Transient as exc:
                 if pos > furthest:
                     furthest, failures = pos, 0
                 failures += 1
@@ -537,7 +284,7 @@ def fetch_resources(
     say = log if log is not None else _stderr_log
     bar = bool(progress) and stderr_is_terminal()
     report = DownloadReport(raw=raw_path)
-    sources = _Sources(storage_options)
+    sources = Sources(storage_options)
     fetcher = _Fetcher(report, sources, bar, bool(progress), retries, backoff, say)
     try:
         for resource in resources:
