@@ -18,7 +18,7 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,7 +270,7 @@ def _convert(
         bar = Progress("recordings", None, unit="rec", enabled=progress)
         try:
             inflight: dict[Future[RecordingResult], object] = {}
-            assembler = _Assembler(output, shard_size, want, **assembler_options)
+            assembler = _Assembler(output, shard_size, want, sort_key=src.sample_sort_key, **assembler_options)
 
             def collect(done: set[Future[RecordingResult]]) -> None:
                 for fut in done:
@@ -338,7 +338,8 @@ class _Assembler:
     """
 
     def __init__(self, output: ShardSetOutput, shard_size: int, want: Want = want_all,
-                 sample_order: str = "shuffled", order_seed: int = 0):
+                 sample_order: str = "shuffled", order_seed: int = 0,
+                 sort_key: Callable[[str, int], Any] | None = None):
         if sample_order not in SAMPLE_ORDERS:
             raise DatasetError(f"sample order must be one of {', '.join(SAMPLE_ORDERS)}, got {sample_order!r}")
         self.output = output
@@ -346,6 +347,7 @@ class _Assembler:
         self.want = want
         self.sample_order = sample_order
         self.order_seed = int(order_seed)
+        self.sort_key = sort_key
         self.order: dict[str, list[str]] | None = None
 
     def set_order(self, order: dict[str, list[str]] | None) -> None:
@@ -382,6 +384,8 @@ class _Assembler:
 
     def _write(self, split: str, recordings: list[RecordingResult], frames: _PartFrames) -> dict[str, Any]:
         where = [(res, k) for res in recordings for k in range(len(res.sizes))]
+        if self.sort_key is not None:  # the source could not list the samples in the dataset's order
+            where.sort(key=lambda rk: self.sort_key(rk[0].keys[rk[1]], rk[0].labels[rk[1]]))
         perm = self.permutation(split, len(where))
         writer = self.output.writer(split, self.shard_size)
         for i in perm.tolist() if perm is not None else range(len(where)):

@@ -115,6 +115,11 @@ def test_archive_volumes_tar_split_and_7zip(tmp_path):
     assert s["samples"] == {"train": 9, "test": 6}
     assert any("3 of the 25 published volumes" in w for w in s["warnings"])
     check_against_generated(tmp_path / "a", gen)
+    # read in archive order, written in the dataset's order: the same shards as from the extracted folder
+    convert("es-imagenet", gen.root, tmp_path / "x", workers=2, progress=False, check_md5=False)
+    shards = sorted(p.name for p in (tmp_path / "x").glob("*.tar.zst"))
+    assert shards and shards == sorted(p.name for p in (tmp_path / "a").glob("*.tar.zst"))
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "x" / n).read_bytes() for n in shards)
     seven = tmp_path / "7z"
     seven.mkdir()
     with libarchive.file_writer(str(seven / "ES-imagenet-0.18.part01.rar"), "7zip") as arc:

@@ -151,6 +151,10 @@ class CutRecording:
 class SourceBase:
     """What a source has unless it says otherwise: an official split, no view splits, nothing to close."""
 
+    sample_sort_key: Callable[[str, int], Any] | None = None
+    """``f(key, label)`` that puts a split's samples in the dataset's order, for a source that cannot list
+    them in that order (RAR volumes are read in archive order); ``None``: the order the split lists give."""
+
     sensor_size: tuple[int, int] | None = None
     """The run's sensor size when the dataset has none of its own (``folder``); else ``SPEC.sensor_size``."""
 

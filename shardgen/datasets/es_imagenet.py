@@ -15,8 +15,8 @@ Labels: SpikingJelly numbers the folders ``class<N>`` in sorted *string* order (
 Keys: ``class<N>/<stem>`` — where SpikingJelly stores the sample (validation samples go under
 their class from ``vallabel.txt``). Splits: ``train`` and ``test`` (the val set; SpikingJelly's
 ``train=False``); validation files not in ``vallabel.txt`` are skipped, as SpikingJelly links
-only listed ones. Shard order: (label, key) from an extracted folder; archive order from the
-volumes (a single streaming pass cannot sort).
+only listed ones. The dataset's order is (label, key), from an extracted folder and from the
+volumes alike (they are read in archive order; the writer sorts by ``sample_sort_key``).
 """
 
 from __future__ import annotations
@@ -158,6 +158,11 @@ def _volumes(raw: Path) -> list[Path]:
 
 class VolumeSource(FileListSource):
     """The RAR volumes, streamed once: tasks carry their files' bytes; the order is known at the end."""
+
+    @staticmethod
+    def sample_sort_key(key: str, label: int) -> tuple[int, str]:
+        """The dataset's order, (label, key), as from an extracted folder."""
+        return label, key
 
     def __init__(self, raw: Path, volumes: list[Path], val: dict[str, int] | None, check_md5: bool,
                  warnings: list[str], provenance: list[dict[str, str]]):
