@@ -353,7 +353,8 @@ class EventShardDataset(IterableDataset):
         dctx = getattr(self._local, "dctx", None)
         if dctx is None:  # zstd contexts must not be shared between threads
             dctx = self._local.dctx = zstandard.ZstdDecompressor()
-        key, events, meta = decode_sample(frame, dctx, self.setting.columns(self.transform is not None))
+        columns = self.setting.columns(self.transform is not None, len(self.sensor_size) == 2)
+        key, events, meta = decode_sample(frame, dctx, columns, self.sensor_size)
         label = meta["label"]
         if self.target_transform is not None:
             label = self.target_transform(label)
