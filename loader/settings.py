@@ -104,6 +104,20 @@ class FrameSetting:
             return ("pix",) if self.split_by == "number" and self.duration is None else ("dt", "pix")
         return ("x",) if self.split_by == "number" else ("t", "x")
 
+    def packed(self, events: dict[str, np.ndarray], sensor_size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """``{"pix"[, "dt"]}`` of one sample: as decoded, or packed from ``t``, ``x``, ``y``, ``p`` (after a
+        transform)."""
+        if "pix" in events:
+            return events
+        h, w = sensor_size
+        if len(events["x"]):
+            _frames._check_range("x", np.asarray(events["x"]), w)
+            _frames._check_range("y", np.asarray(events["y"]), h)
+        out = {"pix": _pixels.pack_pixels(events["x"], events["y"], events["p"], h, w)}
+        if self.split_by != "number" or self.duration is not None:
+            out["dt"] = np.diff(np.asarray(events["t"], dtype=np.int64))
+        return out
+
     def integrate(self, events: dict[str, np.ndarray], sensor_size: tuple[int, int]) -> Any:
         """The frames of one sample's events (``data_type="frame"``), as set."""
         h, w = sensor_size
