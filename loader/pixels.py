@@ -46,35 +46,45 @@ def unpack_pixels(pix: np.ndarray, h: int, w: int, xy_dtype: np.dtype) -> tuple[
     return x.astype(xy_dtype), y.astype(xy_dtype), p.astype(np.uint8)
 
 
-def deltas_searchsorted(dt: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(t', targets, side="left")`` for ``t' = [0, cumsum(dt)]`` without building ``t'``.
-
-    ``dt`` are the ``N - 1`` non-negative time deltas of one sample (any integer type), ``targets``
-    ascending ``int64``. The deltas are summed per block of :data:`_BLOCK` (vectorised reductions);
-    only the blocks that hold a target are expanded. Signed deltas (times that may decrease) build
-    ``t'`` and search it as it is, like the reference.
-    """
-    targets = np.asarray(targets, dtype=np.int64)
+def block_starts(dt: np.ndarray) -> np.ndarray | None:
+    """``t'`` at every :data:`_BLOCK`-th event and, last, ``t'[N - 1]`` (``int64``), from the deltas ``dt``;
+    ``None`` where a plain search is as good (few deltas) or needed (signed deltas)."""
     n1 = int(dt.size)
     if dt.dtype.kind != "u" or n1 < 4 * _BLOCK:
-        return np.searchsorted(relative_times(dt), targets, side="left")
+        return None
     full = n1 // _BLOCK * _BLOCK
-    sums = np.empty(-(-n1 // _BLOCK) + 1, np.int64)
-    sums[0] = 0
-    sums[1 : full // _BLOCK + 1] = dt[:full].reshape(-1, _BLOCK).sum(axis=1, dtype=np.int64)
+    acc = np.uint32 if dt.itemsize <= 2 else np.uint64  # a block of 16-bit deltas cannot overflow 32 bits
+    sums = np.zeros(-(-n1 // _BLOCK) + 1, np.int64)
+    sums[1 : full // _BLOCK + 1] = dt[:full].reshape(-1, _BLOCK).sum(axis=1, dtype=acc)
     if full < n1:
         sums[-1] = dt[full:].sum(dtype=np.int64)
-    starts = np.cumsum(sums)  # t' at event j·_BLOCK; the last entry is t'[N - 1]
+    return np.cumsum(sums, out=sums)
+
+
+def deltas_searchsorted(dt: np.ndarray, targets: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+    """``np.searchsorted(t', targets, side="left")`` for ``t' = [0, cumsum(dt)]`` without building ``t'``.
+
+    ``dt`` are the ``N - 1`` time deltas of one sample (any integer type), ``targets`` ascending ``int64``,
+    ``starts`` :func:`block_starts` if already at hand. The deltas are summed per block of :data:`_BLOCK`
+    (vectorised reductions); only the blocks that hold a target are expanded. Signed deltas (times that
+    may decrease) build ``t'`` and search it as it is, like the reference.
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    starts = block_starts(dt) if starts is None else starts
+    if starts is None:
+        return np.searchsorted(relative_times(dt), targets, side="left")
+    n1, blocks_n = int(dt.size), starts.size - 1
     blocks = np.searchsorted(starts, targets, side="left") - 1
-    out = np.empty(targets.size, np.int64)
-    for i, (b, v) in enumerate(zip(blocks.tolist(), targets.tolist(), strict=True)):
-        if b < 0:
-            out[i] = 0
-        elif b >= starts.size - 1:
-            out[i] = n1 + 1
-        else:
-            local = np.cumsum(dt[b * _BLOCK : (b + 1) * _BLOCK], dtype=np.int64)
-            out[i] = b * _BLOCK + 1 + int(np.searchsorted(local, v - int(starts[b]), side="left"))
+    out = np.where(blocks < 0, 0, n1 + 1).astype(np.int64)
+    inside = (blocks >= 0) & (blocks < blocks_n)
+    b = blocks[inside]
+    if b.size:
+        idx = b[:, None] * _BLOCK + np.arange(_BLOCK)
+        vals = dt[np.minimum(idx, n1 - 1)].astype(np.int64)
+        vals[idx >= n1] = 0  # past the end: t' stays at its last value, which is >= the target
+        local = np.cumsum(vals, axis=1)
+        local += starts[b][:, None]
+        out[inside] = b * _BLOCK + 1 + (local < targets[inside][:, None]).sum(axis=1)
     return out
 
 
@@ -102,8 +112,9 @@ def segments(dt: np.ndarray | None, n: int, split_by: str | None, frames_number:
             raise ValueError(f"frames_number must be >= 1, got {frames_number}")
         if n == 0:
             return np.zeros(T, np.int64), np.zeros(T, np.int64)
-        step = int(dt.sum(dtype=np.int64)) // T
-        j_l = deltas_searchsorted(dt, np.arange(T, dtype=np.int64) * step)
+        starts = block_starts(dt)
+        step = _span(dt, starts) // T
+        j_l = deltas_searchsorted(dt, np.arange(T, dtype=np.int64) * step, starts)
         j_r = np.empty_like(j_l)
         j_r[:-1] = j_l[1:]
         j_r[-1] = n
@@ -112,13 +123,14 @@ def segments(dt: np.ndarray | None, n: int, split_by: str | None, frames_number:
         raise ValueError(f"duration must be a positive finite number, got {duration!r}")
     if n == 0:
         return np.zeros(1, np.int64), np.zeros(1, np.int64)
-    span = int(dt.sum(dtype=np.int64))
+    starts = block_starts(dt)
+    span = _span(dt, starts)
     T = max(1, math.ceil(span / duration))  # the reference's float expression
     k = np.arange(1, T, dtype=np.int64)
     if T == 1:
         bounds = k
     elif float(duration).is_integer():
-        bounds = deltas_searchsorted(dt, k * int(duration))
+        bounds = deltas_searchsorted(dt, k * int(duration), starts)
     else:
         bounds = np.searchsorted(relative_times(dt) // duration, k, side="left")
     j_l = np.zeros(T, np.int64)
@@ -126,6 +138,11 @@ def segments(dt: np.ndarray | None, n: int, split_by: str | None, frames_number:
     j_l[1:] = bounds
     j_r[:-1] = bounds
     return j_l, j_r
+
+
+def _span(dt: np.ndarray, starts: np.ndarray | None) -> int:
+    """``t[N-1] - t[0]``."""
+    return int(starts[-1]) if starts is not None else int(dt.sum(dtype=np.int64))
 
 
 def integrate_pixel_segments(pix: np.ndarray, h: int, w: int, j_l: np.ndarray, j_r: np.ndarray) -> np.ndarray:
@@ -147,7 +164,7 @@ def integrate_pixel_segments(pix: np.ndarray, h: int, w: int, j_l: np.ndarray, j
     T, bins = j_l.size, 2 * h * w
     if j_r.size != T:
         raise ValueError(f"j_l and j_r differ in length: {T} != {j_r.size}")
-    out = np.zeros((T, bins), np.float32)
+    out = np.empty((T, bins), np.float32)
     if T == 0:
         return out.reshape(0, 2, h, w)
     if j_l[0] < 0 or j_r[-1] > len(pix) or np.any(j_l > j_r) or np.any(j_r[:-1] > j_l[1:]):
@@ -155,9 +172,13 @@ def integrate_pixel_segments(pix: np.ndarray, h: int, w: int, j_l: np.ndarray, j
     lo, hi = int(j_l[0]), int(j_r[-1])
     if hi > lo and int(pix[lo:hi].max()) >= bins:
         raise ValueError(f"pixel indices must lie in [0, {bins}) for a {h}x{w} sensor, found {int(pix[lo:hi].max())}")
+    counts32 = np.empty(bins, np.int32)  # int64 -> int32 -> float32 is faster than int64 -> float32
     for i, (a, b) in enumerate(zip(j_l.tolist(), j_r.tolist(), strict=True)):
         if b > a:
-            out[i] = np.bincount(pix[a:b], minlength=bins)
+            np.copyto(counts32, np.bincount(pix[a:b], minlength=bins), casting="unsafe")
+            out[i] = counts32
+        else:
+            out[i] = 0
     return out.reshape(T, 2, h, w)
 
 
