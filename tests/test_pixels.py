@@ -209,3 +209,11 @@ def test_version3_index_needs_two_d_sensor_and_newer_versions_are_refused():
     index.update(version=4, sensor_size=[128, 128])
     with pytest.raises(FormatError, match="version 4"):
         F.validate_index(index)
+
+
+def test_format_doc_example_bytes():
+    """docs/FORMAT.md's version-3 example, byte for byte."""
+    m = msgpack.unpackb(F.encode_events(np.array([5, 9, 9]), np.array([2, 0, 1]), np.array([1, 0, 1]),
+                                        np.array([0, 1, 1]), (2, 3)))
+    assert m == {"n": 3, "t0": 5, "dt_dtype": "u1", "dt": b"\x04\x00", "hw": [2, 3], "pix_dtype": "u1",
+                 "pix": b"\x05\x06\x0a"}
