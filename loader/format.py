@@ -322,7 +322,7 @@ def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS,
             out["pix"] = _pixels.pack_pixels(x, _unplanes(y_b, xy_code, n, "y"), p, *sensor_size)
         else:
             raise ValueError(f"unknown event column {col!r}; columns are {EVENT_COLUMNS + EXTRA_COLUMNS}")
-    return out
+    return {c: out[c] for c in columns} if packed else out  # in the order asked for
 
 
 def _decode_packed(out: dict[str, np.ndarray], columns: tuple[str, ...], pix_b: bytes, code: str, n: int,

@@ -217,3 +217,11 @@ def test_format_doc_example_bytes():
                                         np.array([0, 1, 1]), (2, 3)))
     assert m == {"n": 3, "t0": 5, "dt_dtype": "u1", "dt": b"\x04\x00", "hw": [2, 3], "pix_dtype": "u1",
                  "pix": b"\x05\x06\x0a"}
+
+
+def test_decoded_columns_keep_the_order_asked_for():
+    ev = _events(np.random.default_rng(2), 30, 128, 128)
+    for packed in (True, False):
+        buf = F.encode_events(*(ev[c] for c in "txyp"), (128, 128), packed)
+        assert list(F.decode_events(buf)) == ["t", "x", "y", "p"]
+        assert list(F.decode_events(buf, ("p", "dt", "x"))) == ["p", "dt", "x"]
