@@ -2,7 +2,8 @@
 
 Reads EVT 2.0, Prophesee DAT (CD) and AEDAT 4 files with ``shardgen.formats.read_events``, ``faery``
 (``events_stream_from_file(...).to_array()``) and ``evlib`` (``load_events(...).collect()``), each from the page
-cache, best of repeated runs, one process; then builds count frames of the EVT 2.0 events: eventshard
+cache, best of repeated runs, one process (malloc set up as in shardgen's workers,
+``loader.allocator.keep_freed_memory``); then builds count frames of the EVT 2.0 events: eventshard
 (``loader.pixels``: pack + one ``bincount`` per frame, SpikingJelly's ``split_by="time"``) against
 ``evlib.create_event_frame`` (tonic's ``n_time_bins``). faery's frames are rendered images (decay and colour
 map), not counts: no frame row for it. A tool that refuses a file gets its error in the table.
@@ -100,9 +101,11 @@ def run(n_events: int, budget: float) -> None:
     """Print the reader table and the frame table."""
     from loader import frames as FR
     from loader import pixels as P
+    from loader.allocator import keep_freed_memory
     from shardgen.formats import read_events
 
     faery, evlib = _peers()
+    keep_freed_memory()  # as in shardgen's workers: freed buffers are reused, not faulted in again per read
     tmp = Path(tempfile.mkdtemp(prefix="bench-peers-"))
     try:
         t, x, y, p = _events(n_events)
