@@ -74,7 +74,8 @@ TARGET_TONIC, TARGET_SJ, TARGET_LOADER = 10.0, 2.0, 2.0
 # --------------------------------------------------------------------------- data
 
 
-def _make_set(work: Path, recordings: int, n_test: int, events_per_sample: int, seed: int) -> dict[str, Any]:
+def _make_set(work: Path, recordings: int, n_test: int, events_per_sample: int, seed: int,
+              level: int | None = None) -> dict[str, Any]:
     """Generate a DVS128 Gesture download under ``work/sj/download`` and convert it to ``work/shards``.
 
     Reuses an existing set when ``work/params.json`` matches. Returns the params (with the md5 sums of the
@@ -82,7 +83,8 @@ def _make_set(work: Path, recordings: int, n_test: int, events_per_sample: int, 
     """
     from tests.gen_dvsgesture import write_gesture_download
 
-    params = {"recordings": recordings, "n_test": n_test, "events_per_sample": events_per_sample, "seed": seed}
+    params = {"recordings": recordings, "n_test": n_test, "events_per_sample": events_per_sample, "seed": seed,
+              "level": level}
     marker = work / "params.json"
     if marker.exists():
         old = json.loads(marker.read_text())
@@ -97,7 +99,8 @@ def _make_set(work: Path, recordings: int, n_test: int, events_per_sample: int, 
     )
     t_gen = time.perf_counter() - t0
     cmd = [sys.executable, "-m", "shardgen.cli", "convert", "dvs128-gesture", "--raw", str(raw),
-           "--out", str(work / "shards"), "--no-md5", "--quiet", "--json"]
+           "--out", str(work / "shards"), "--no-md5", "--quiet", "--json"] + ([f"--level={level}"] if level is not None
+                                                                              else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     summary = json.loads(out.stdout)
     params.update(md5=gen.md5, summary=summary, generate_s=t_gen)
@@ -530,6 +533,9 @@ def main() -> None:
     ap.add_argument("--core", type=int, default=None,
                     help="CPU the per-core benchmark is pinned to (default: the last one this process may use)")
     ap.add_argument("--per-core-only", action="store_true", help="only the per-core tables (no DataLoader passes)")
+    ap.add_argument("--level", type=int, default=None,
+                    help="zstd level of the main set (shardgen convert --level; default shardgen's 3). Negative "
+                         "levels store literals without Huffman coding: bigger shards that inflate about 6x faster")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -550,14 +556,16 @@ def _run(args: argparse.Namespace, work: Path, load_at_start: float) -> None:
     """Build the data, run the three benchmarks, print the tables and the targets."""
     eps = args.events_per_sample
     t0 = time.perf_counter()
-    main_dir = work / f"main-{args.recordings}"
-    main_set = _make_set(main_dir, args.recordings, 1, eps, seed=7)
+    main_dir = work / (f"main-{args.recordings}" + ("" if args.level is None else f"-l{args.level}"))
+    main_set = _make_set(main_dir, args.recordings, 1, eps, seed=7, level=args.level)
     rss_sets = []
     for r in args.rss_recordings:
         d = work / f"rss-{r}"
         rss_sets.append((r, d, _make_set(d, r + 1, 1, eps, seed=11)))
         shutil.rmtree(d / "sj", ignore_errors=True)  # the download is not needed any more
     s = main_set["summary"]
+    print(f"zstd level of the main set: {3 if args.level is None else args.level}; shard bytes/event "
+          f"{s['shard_bytes'] / s['events']:.3f}")
     print(f"main set: {args.recordings} recordings, {s['samples']['train']} train / {s['samples']['test']} test "
           f"samples, {s['events']:,} events in samples; extra sets for RSS: "
           + ", ".join(f"{p['summary']['samples']['train']} train samples" for _, _, p in rss_sets)
