@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="keep files here instead of a temporary folder")
     ap.add_argument("--skip-spikingjelly", action="store_true")
     ap.add_argument("--pairs", type=int, default=2, help="(shardgen, SpikingJelly) runs; the median counts")
+    ap.add_argument("--level", type=int, default=None, help="shardgen convert --level (zstd level; default 3)")
     ap.add_argument("--readers", action="store_true",
                     help="instead: every raw reader's events/s beside its reference reader on the same file")
     args = ap.parse_args()
@@ -163,6 +164,8 @@ def main() -> None:
            "--no-md5", "--quiet", "--json"]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
+    if args.level is not None:
+        cmd += [f"--level={args.level}"]
     # warm the page cache the same way for both tools: each reads the archives once before timing
     for p in raw.iterdir():
         p.read_bytes()
