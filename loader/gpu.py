@@ -83,16 +83,19 @@ class PackedBatch:
     h: int
     w: int
     keys: list[str] | None = None
+    t_max: int = 0
+    """The most frames of a sample (known on the host: integrating needs no device-to-host sync)."""
 
     def pin_memory(self) -> PackedBatch:
         """A copy in page-locked memory (what ``DataLoader(pin_memory=True)`` calls)."""
         return PackedBatch(self.pix.pin_memory(), self.counts.pin_memory(), self.frames.pin_memory(),
-                           _pin(self.labels), self.h, self.w, self.keys)
+                           _pin(self.labels), self.h, self.w, self.keys, self.t_max)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PackedBatch:
         """The batch's tensors on ``device``."""
         mv = lambda v: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v  # noqa: E731
-        return PackedBatch(mv(self.pix), mv(self.counts), mv(self.frames), mv(self.labels), self.h, self.w, self.keys)
+        return PackedBatch(mv(self.pix), mv(self.counts), mv(self.frames), mv(self.labels), self.h, self.w, self.keys,
+                           self.t_max)
 
     @property
     def nbytes(self) -> int:
@@ -103,7 +106,7 @@ class PackedBatch:
         """Frames ``[B, T_max, 2, H, W]`` ``float32`` on the batch's device (zeros past a sample's ``T``)."""
         device = self.pix.device
         bins = 2 * self.h * self.w
-        n_samples, t_max = int(self.frames[-1, 0]) + 1 if self.frames.numel() else 0, _t_max(self.frames)
+        n_samples, t_max = len(self.labels), self.t_max
         out = torch.zeros(n_samples * t_max * bins, dtype=torch.float32, device=device)
         if self.pix.numel():
             slot = (self.frames[:, 0] * t_max + self.frames[:, 1]) * bins
@@ -117,12 +120,7 @@ class PackedBatch:
 
     def lengths(self) -> torch.Tensor:
         """``[B]`` frames per sample (``int64``, on the batch's device)."""
-        n = int(self.frames[-1, 0]) + 1 if self.frames.numel() else 0
-        return torch.bincount(self.frames[:, 0], minlength=n)
-
-
-def _t_max(frames: torch.Tensor) -> int:
-    return int(frames[:, 1].max()) + 1 if frames.numel() else 0
+        return torch.bincount(self.frames[:, 0], minlength=len(self.labels))
 
 
 def _pin(v: Any) -> Any:
@@ -143,7 +141,8 @@ def packed_collate(batch: Sequence[tuple[Any, ...]]) -> PackedBatch:
                              for b, s in enumerate(samples)]).astype(np.int64)
     labels = torch.as_tensor([item[1] for item in batch])
     keys = [item[2] for item in batch] if len(batch[0]) == 3 else None
-    return PackedBatch(_as_tensor(pix), torch.from_numpy(counts), torch.from_numpy(frames), labels, h, w, keys)
+    t_max = max(len(s.counts) for s in samples)
+    return PackedBatch(_as_tensor(pix), torch.from_numpy(counts), torch.from_numpy(frames), labels, h, w, keys, t_max)
 
 
 class DeviceFrames:
