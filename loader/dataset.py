@@ -22,6 +22,7 @@ import torch
 import zstandard
 from torch.utils.data import IterableDataset, get_worker_info
 
+from loader import gpu as _gpu
 from loader import resume
 from loader import sensor1d as _sensor1d
 from loader.allocator import keep_freed_memory
@@ -65,6 +66,10 @@ class EventShardDataset(IterableDataset):
     frame_transform : callable
         ``data_type="frame"`` only: applied to the frames; a :class:`loader.transforms.FrameTransform`
         gets the sample's frame generator.
+    device : str or torch.device, optional
+        ``data_type="frame"`` on a 2-D sensor: build the frames on this device instead of in the workers.
+        Items are then :class:`loader.gpu.PackedSample` (pixel indices and frame boundaries); iterate
+        :class:`loader.gpu.DeviceFrames` over the dataset to get batches of frames on the device.
     target_transform : callable
         Applied to the label index.
     shuffle, seed : bool, int
@@ -127,9 +132,16 @@ class EventShardDataset(IterableDataset):
         streams: int = STREAMS,
         span_bytes: int = SPAN_BYTES,
         frame_transform: Callable[[Any], Any] | None = None,
+        device: str | torch.device | None = None,
     ):
         super().__init__()
         self.setting = FrameSetting(data_type, frames_number, split_by, duration, custom_integrate_function)
+        self.device = None if device is None else torch.device(device)
+        if device is not None and (data_type != "frame" or custom_integrate_function is not None
+                                   or frame_transform is not None):
+            raise ConfigurationError("device= builds SpikingJelly's frames on the device: it needs data_type='frame' "
+                                     "with frames_number/split_by or duration, and no custom_integrate_function or "
+                                     "frame_transform")
         if frame_transform is not None and data_type != "frame":
             raise ConfigurationError("frame_transform needs data_type='frame'")
         check_even(even)
@@ -180,6 +192,9 @@ class EventShardDataset(IterableDataset):
         self.classes: list[str] = list(index["classes"])
         self.dataset_id: str = str(index["dataset"])
         """The index's ``dataset`` id (``"dvs128-gesture"`` …)."""
+        if self.device is not None and len(self.sensor_size) != 2:
+            raise ConfigurationError(f"device= needs a 2-D sensor; {self.root} has sensor_size "
+                                     f"{list(self.sensor_size)}")
 
     def __getstate__(self) -> dict[str, Any]:
         """Copy for a DataLoader worker: no decompressor, fresh statistics, the rank and world size seen
@@ -335,6 +350,9 @@ class EventShardDataset(IterableDataset):
             if plain is not None:
                 events = plain(events)
             size = _aug.sensor_size_after(self.transform, self.sensor_size) if ours else self.sensor_size
+            if self.device is not None:  # integrated on the device (loader.gpu): hand over packed events
+                return _gpu.pack_sample(self.setting.packed(events, size), size, self.split_by, self.frames_number,
+                                        self.duration)
             x = self.setting.integrate(events, size)
         if self.frame_transform is None or self.data_type != "frame":
             return x
@@ -353,7 +371,8 @@ class EventShardDataset(IterableDataset):
         dctx = getattr(self._local, "dctx", None)
         if dctx is None:  # zstd contexts must not be shared between threads
             dctx = self._local.dctx = zstandard.ZstdDecompressor()
-        key, events, meta = decode_sample(frame, dctx, self.setting.columns(self.transform is not None))
+        columns = self.setting.columns(self.transform is not None, len(self.sensor_size) == 2)
+        key, events, meta = decode_sample(frame, dctx, columns, self.sensor_size)
         label = meta["label"]
         if self.target_transform is not None:
             label = self.target_transform(label)

@@ -9,8 +9,10 @@ frames followed by one frame holding the tar end-of-archive marker, so ``zstd -d
 lists it and one sample can be fetched with a byte-range read of its frame.
 
 Version 2 adds 1-D sensors (SHD, SSC: events ``t`` and ``x``, the unit): the index's ``sensor_size``
-is ``[W]`` and a sample's payload has no ``y`` and ``p`` columns. A set is written with the lowest
-version that describes it (``format_version``), so 2-D sets stay version 1, byte for byte.
+is ``[W]`` and a sample's payload has no ``y`` and ``p`` columns. Version 3 stores a 2-D sample's
+``x``, ``y`` and ``p`` as one packed pixel column ``pix = (p·H + y)·W + x`` (:mod:`loader.pixels`), so a
+frame is one ``bincount`` over a slice. Readers read all three; the decoder returns ``t``, ``x``,
+``y``, ``p`` (and ``pix`` or the time deltas ``dt`` when asked) whatever the version.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ import msgpack
 import numpy as np
 import zstandard
 
+from loader import pixels as _pixels
 from loader.errors import FormatError  # defined there (no import circle), raised here
 
 FORMAT_NAME = "eventshard"
-FORMAT_VERSION = 1
-"""The version of a 2-D shard set (``sensor_size`` ``[H, W]``)."""
+FORMAT_VERSION = 3
+"""The version of a 2-D shard set (``sensor_size`` ``[H, W]``): samples hold the packed pixel column ``pix``."""
+FORMAT_VERSION_XYP = 1
+"""The first 2-D version: samples hold ``x``, ``y`` and ``p`` (still read; ``encode_events(packed=False)``)."""
 FORMAT_VERSION_1D = 2
 """The version of a 1-D shard set (``sensor_size`` ``[W]``, samples without ``y`` and ``p``)."""
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 TIME_UNIT = "us"
 EVENTS_SUFFIX = ".events.msgpack"
 LABEL_SUFFIX = ".label.msgpack"
@@ -116,12 +121,12 @@ def _unplanes(buf: bytes, code: str, n: int, what: str) -> np.ndarray:
 # --------------------------------------------------------------------------- one sample
 
 
-def format_version(sensor_size: tuple[int, ...] | list[int]) -> int:
-    """The version a shard set with this sensor is written as: 1 for ``[H, W]``, 2 for a 1-D ``[W]``.
-
-    The lowest version that can describe the set, so 2-D sets stay readable by version-1 readers.
-    """
-    return FORMAT_VERSION_1D if len(sensor_size) == 1 else FORMAT_VERSION
+def format_version(sensor_size: tuple[int, ...] | list[int], packed: bool = True) -> int:
+    """The version a shard set with this sensor is written as: 3 for ``[H, W]`` (1 with ``packed=False``),
+    2 for a 1-D ``[W]``."""
+    if len(sensor_size) == 1:
+        return FORMAT_VERSION_1D
+    return FORMAT_VERSION if packed else FORMAT_VERSION_XYP
 
 
 def encode_events(
@@ -130,6 +135,7 @@ def encode_events(
     y: np.ndarray | None,
     p: np.ndarray | None,
     sensor_size: tuple[int, ...],
+    packed: bool = True,
 ) -> bytes:
     """Encode one sample's event columns as the ``events.msgpack`` payload.
 
@@ -140,14 +146,17 @@ def encode_events(
         A 1-D sensor has no ``y`` and ``p``: pass ``None`` for both.
     sensor_size : (H, W) or (W,)
         Sensor height and width (``x < W`` and ``y < H`` must hold), or the width of a 1-D sensor.
+    packed : bool
+        2-D only: write version 3's map ``{n, t0, dt_dtype, dt, hw, pix_dtype, pix}`` (default), or
+        with ``False`` version 1's ``{n, t0, dt_dtype, dt, xy_dtype, x, y, p}``.
 
     Returns
     -------
     bytes
-        A msgpack map ``{n, t0, dt_dtype, dt, xy_dtype, x, y, p}``: ``t`` delta-coded in the
-        smallest integer type holding the deltas, ``x``/``y`` in the smallest unsigned type that
-        holds the sensor, multi-byte columns stored as byte planes, ``p`` bit-packed (LSB first).
-        A 1-D sample's map has no ``y`` and ``p``.
+        The msgpack map: ``t`` delta-coded in the smallest integer type holding the deltas, ``pix``
+        (or ``x``/``y``) in the smallest unsigned type that holds ``2·H·W`` (``max(H, W)``), multi-byte
+        columns stored as byte planes, version 1's ``p`` bit-packed (LSB first). A 1-D sample's map
+        is ``{n, t0, dt_dtype, dt, xy_dtype, x}``.
     """
     if len(sensor_size) == 1:
         return _encode_events_1d(t, x, y, p, int(sensor_size[0]))
@@ -172,6 +181,11 @@ def encode_events(
         xa = ya = np.zeros(0, np.uint8)
         dt = np.zeros(0, np.int64)
         dt_code, t0 = "u1", 0
+    if packed:
+        pix_code = _smallest(0, 2 * h * w - 1)
+        pix = _pixels.pack_pixels(xa, ya, p if n else np.zeros(0, np.uint8), h, w)
+        return msgpack.packb({"n": n, "t0": t0, "dt_dtype": dt_code, "dt": _planes(dt, dt_code), "hw": [h, w],
+                              "pix_dtype": pix_code, "pix": _planes(pix, pix_code)}, use_bin_type=True)
     payload = {
         "n": n,
         "t0": t0,
@@ -222,25 +236,37 @@ def _unpack_map(buf: bytes, what: str) -> dict[str, Any]:
 
 
 EVENT_COLUMNS = ("t", "x", "y", "p")
+EXTRA_COLUMNS = ("pix", "dt")
+"""Columns :func:`decode_events` also gives when asked: the packed pixel index and the time deltas."""
 
 
-def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS) -> dict[str, np.ndarray]:
+def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS,
+                  sensor_size: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
     """Decode an ``events.msgpack`` payload into ``{"t": int64, "x", "y": uint, "p": uint8}`` arrays.
 
     Parameters
     ----------
     buf : bytes
-        The payload.
+        The payload (version 1, 2 or 3: the map's keys tell which).
     columns : tuple of str
-        Columns to decode (all by default); e.g. frames split by number need no ``t``. A 1-D
-        sample (no ``y`` and ``p`` in its map) gives only ``t`` and ``x``: ``y`` and ``p`` are left out.
+        Columns to decode (``t``, ``x``, ``y``, ``p`` by default); e.g. frames split by number need no
+        ``t``. Also ``pix``, the packed pixel index ``(p·H + y)·W + x`` (a 1-D sample's ``x``), and
+        ``dt``, the ``N - 1`` time deltas as stored. A 1-D sample (no ``y`` and ``p`` in its map)
+        gives only ``t`` and ``x`` (and ``pix``, ``dt``): ``y`` and ``p`` are left out.
+    sensor_size : (H, W), optional
+        Needed only to give ``pix`` of a version-1 sample (its map does not hold the sensor's size).
     """
     m = _unpack_map(buf, "events")
-    one_d = "y" not in m and "p" not in m
+    packed = "pix" in m
+    one_d = not packed and "y" not in m and "p" not in m
     try:
-        n, t0, dt_code, xy_code = m["n"], m["t0"], m["dt_dtype"], m["xy_dtype"]
-        dt_b, x_b = m["dt"], m["x"]
-        y_b, p_b = (b"", b"") if one_d else (m["y"], m["p"])  # a 1-D sample has neither
+        n, t0, dt_code, dt_b = m["n"], m["t0"], m["dt_dtype"], m["dt"]
+        if packed:
+            xy_code, x_b, y_b, p_b = m["pix_dtype"], m["pix"], b"", b""
+            hw = m["hw"]
+        else:
+            xy_code, x_b = m["xy_dtype"], m["x"]
+            y_b, p_b = (b"", b"") if one_d else (m["y"], m["p"])  # a 1-D sample has neither
     except KeyError as exc:
         raise FormatError(f"events: missing field {exc}") from None
     if one_d:
@@ -251,18 +277,25 @@ def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS) -> dict[
         raise FormatError(f"events: t0 {t0!r} is not an int64")
     if not all(isinstance(b, bytes) for b in (dt_b, x_b, y_b, p_b)):
         raise FormatError("events: columns must be msgpack bin")
-    if not one_d and len(p_b) != (n + 7) // 8:
+    if packed and not (isinstance(hw, list) and len(hw) == 2 and all(_is_int(v) and 0 < v <= _MAX_SENSOR for v in hw)):
+        raise FormatError(f"events: 'hw' must be [H, W] with sizes in [1, {_MAX_SENSOR}], got {hw!r}")
+    if not one_d and not packed and len(p_b) != (n + 7) // 8:
         raise FormatError(f"events: column 'p' has {len(p_b)} bytes for {n} events")
     if n == 0 and dt_b:
         raise FormatError("events: 'dt' not empty for an empty sample")
     # Every column must hold exactly what the count says before anything is allocated: the count comes from
     # the file, and only the byte lengths of what msgpack actually read are bounded by the sample's size.
-    checks = (("x", x_b, xy_code, n), ("dt", dt_b, dt_code, n - 1)) + (() if one_d else (("y", y_b, xy_code, n),))
+    checks = (("pix" if packed else "x", x_b, xy_code, n), ("dt", dt_b, dt_code, n - 1))
+    checks += () if one_d or packed else (("y", y_b, xy_code, n),)
     for what, col, code, count in checks:
         if count > 0 and len(col) != count * _itemsize(code, what):
             raise FormatError(f"column {what!r}: {len(col)} bytes for {count} values of {code}")
     out: dict[str, np.ndarray] = {}
+    if packed:
+        _decode_packed(out, columns, x_b, xy_code, n, hw)
     for col in columns:
+        if col in out:
+            continue
         if col == "x":
             out["x"] = _unplanes(x_b, xy_code, n, "x")
         elif col == "y":
@@ -276,9 +309,37 @@ def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS) -> dict[
                 t[1:] = _unplanes(dt_b, dt_code, n - 1, "dt")
                 np.cumsum(t, out=t)
             out["t"] = t
+        elif col == "dt":
+            out["dt"] = _unplanes(dt_b, dt_code, max(n - 1, 0), "dt")
+        elif col == "pix":  # version 1 or 2: packed here
+            x = _unplanes(x_b, xy_code, n, "x")
+            if one_d:
+                out["pix"] = x
+                continue
+            if sensor_size is None or len(sensor_size) != 2:
+                raise ValueError("decoding 'pix' from a version-1 sample needs sensor_size=(H, W)")
+            p = np.unpackbits(np.frombuffer(p_b, np.uint8), count=n, bitorder="little")
+            out["pix"] = _pixels.pack_pixels(x, _unplanes(y_b, xy_code, n, "y"), p, *sensor_size)
         else:
-            raise ValueError(f"unknown event column {col!r}; columns are {EVENT_COLUMNS}")
-    return out
+            raise ValueError(f"unknown event column {col!r}; columns are {EVENT_COLUMNS + EXTRA_COLUMNS}")
+    return {c: out[c] for c in columns} if packed else out  # in the order asked for
+
+
+def _decode_packed(out: dict[str, np.ndarray], columns: tuple[str, ...], pix_b: bytes, code: str, n: int,
+                   hw: list[int]) -> None:
+    """Put a version-3 sample's ``pix`` and the ``x``, ``y``, ``p`` unpacked from it into ``out`` as asked."""
+    wanted = {"pix", "x", "y", "p"}.intersection(columns)
+    if not wanted:
+        return
+    h, w = int(hw[0]), int(hw[1])
+    pix = _unplanes(pix_b, code, n, "pix")
+    if n and int(pix.max()) >= 2 * h * w:
+        raise FormatError(f"column 'pix': index {int(pix.max())} outside the {h}x{w} sensor's 2·H·W = {2 * h * w}")
+    if "pix" in wanted:
+        out["pix"] = pix
+    if wanted - {"pix"}:
+        x, y, p = _pixels.unpack_pixels(pix, h, w, np.dtype("<" + coord_dtype(max(h, w))))
+        out.update((k, v) for k, v in (("x", x), ("y", y), ("p", p)) if k in wanted)
 
 
 def encode_label(meta: Mapping[str, Any]) -> bytes:
@@ -427,20 +488,25 @@ def encode_sample(
     meta: Mapping[str, Any],
     sensor_size: tuple[int, ...],
     cctx: zstandard.ZstdCompressor,
+    packed: bool = True,
 ) -> bytes:
-    """Encode one sample all the way to its compressed shard frame (``y = p = None`` on a 1-D sensor)."""
-    return compress_frame(sample_tar(key, encode_events(t, x, y, p, sensor_size), encode_label(meta)), cctx)
+    """Encode one sample all the way to its compressed shard frame (``y = p = None`` on a 1-D sensor;
+    ``packed`` as :func:`encode_events`)."""
+    events = encode_events(t, x, y, p, sensor_size, packed)
+    return compress_frame(sample_tar(key, events, encode_label(meta)), cctx)
 
 
 def decode_sample(
-    frame: bytes, dctx: zstandard.ZstdDecompressor, columns: tuple[str, ...] | None = EVENT_COLUMNS
+    frame: bytes, dctx: zstandard.ZstdDecompressor, columns: tuple[str, ...] | None = EVENT_COLUMNS,
+    sensor_size: tuple[int, ...] | None = None,
 ) -> tuple[str, dict[str, np.ndarray] | None, dict[str, Any]]:
     """Decode one compressed shard frame into ``(key, events, label meta)``.
 
-    ``columns`` selects the event columns to decode (``None``: no events, label only).
+    ``columns`` selects the event columns to decode (``None``: no events, label only); ``sensor_size`` as
+    :func:`decode_events`.
     """
     key, ev, lab = split_sample_tar(decompress_frame(frame, dctx))
-    return key, (decode_events(ev, columns) if columns is not None else None), decode_label(lab)
+    return key, (decode_events(ev, columns, sensor_size) if columns is not None else None), decode_label(lab)
 
 
 # --------------------------------------------------------------------------- shard set
@@ -516,12 +582,12 @@ def _is_int(v: Any) -> bool:
 
 
 def _check_sensor(sensor: Any, version: int) -> None:
-    """``sensor_size`` is ``[H, W]`` (any version) or, from version 2 on, ``[W]`` (a 1-D sensor)."""
-    dims = (2,) if version < 2 else (1, 2)
+    """``sensor_size`` is ``[H, W]`` (any version) or, in version 2, ``[W]`` (a 1-D sensor)."""
+    dims = (1, 2) if version == FORMAT_VERSION_1D else (2,)
     if (isinstance(sensor, (list, tuple)) and len(sensor) in dims
             and all(_is_int(v) and 0 < v <= _MAX_SENSOR for v in sensor)):
         return
-    shapes = "[H, W]" if version < 2 else "[H, W] or [W]"
+    shapes = "[H, W] or [W]" if version == FORMAT_VERSION_1D else "[H, W]"
     raise FormatError(f"index.json: sensor_size must be {shapes} with sizes in [1, {_MAX_SENSOR}] "
                       f"(version {version}), got {sensor!r}")
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from loader import frames as _frames
+from loader import pixels as _pixels
 from loader.errors import ConfigurationError
 from loader.format import EVENT_COLUMNS
 
@@ -93,18 +94,37 @@ class FrameSetting:
                 "or custom_integrate_function"
             )
 
-    def columns(self, transformed: bool) -> tuple[str, ...]:
-        """Event columns the item needs: frames split by number never look at ``t`` (unless a
-        transform sees the events first)."""
-        if self.data_type == "frame" and self.split_by == "number" and not transformed:
-            return ("x", "y", "p")
-        return EVENT_COLUMNS
+    def columns(self, transformed: bool, two_d: bool = True) -> tuple[str, ...]:
+        """Event columns the item needs. Frames of a 2-D sensor (no event transform, no custom function)
+        need only the packed pixel index and, unless split by number, the time deltas
+        (:mod:`loader.pixels`); anything that sees the events gets ``t``, ``x``, ``y``, ``p``."""
+        if self.data_type != "frame" or transformed or self.custom_integrate_function is not None:
+            return EVENT_COLUMNS
+        if two_d:
+            return ("pix",) if self.split_by == "number" and self.duration is None else ("dt", "pix")
+        return ("x",) if self.split_by == "number" else ("t", "x")
+
+    def packed(self, events: dict[str, np.ndarray], sensor_size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """``{"pix"[, "dt"]}`` of one sample: as decoded, or packed from ``t``, ``x``, ``y``, ``p`` (after a
+        transform)."""
+        if "pix" in events:
+            return events
+        h, w = sensor_size
+        if len(events["x"]):
+            _frames._check_range("x", np.asarray(events["x"]), w)
+            _frames._check_range("y", np.asarray(events["y"]), h)
+        out = {"pix": _pixels.pack_pixels(events["x"], events["y"], events["p"], h, w)}
+        if self.split_by != "number" or self.duration is not None:
+            out["dt"] = np.diff(np.asarray(events["t"], dtype=np.int64))
+        return out
 
     def integrate(self, events: dict[str, np.ndarray], sensor_size: tuple[int, int]) -> Any:
         """The frames of one sample's events (``data_type="frame"``), as set."""
         h, w = sensor_size
         if self.custom_integrate_function is not None:
             return self.custom_integrate_function(events, h, w)
+        if "pix" in events:  # the packed column (columns(two_d=True)): one bincount per frame
+            return _pixels.integrate_packed(events, h, w, self.split_by, self.frames_number, self.duration)
         if self.duration is not None:
             return _frames.integrate_events_by_fixed_duration(events, self.duration, h, w)
         return _frames.integrate_events_by_fixed_frames_number(events, self.split_by, self.frames_number, h, w)

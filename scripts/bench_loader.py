@@ -74,7 +74,8 @@ TARGET_TONIC, TARGET_SJ, TARGET_LOADER = 10.0, 2.0, 2.0
 # --------------------------------------------------------------------------- data
 
 
-def _make_set(work: Path, recordings: int, n_test: int, events_per_sample: int, seed: int) -> dict[str, Any]:
+def _make_set(work: Path, recordings: int, n_test: int, events_per_sample: int, seed: int,
+              level: int | None = None) -> dict[str, Any]:
     """Generate a DVS128 Gesture download under ``work/sj/download`` and convert it to ``work/shards``.
 
     Reuses an existing set when ``work/params.json`` matches. Returns the params (with the md5 sums of the
@@ -82,7 +83,8 @@ def _make_set(work: Path, recordings: int, n_test: int, events_per_sample: int, 
     """
     from tests.gen_dvsgesture import write_gesture_download
 
-    params = {"recordings": recordings, "n_test": n_test, "events_per_sample": events_per_sample, "seed": seed}
+    params = {"recordings": recordings, "n_test": n_test, "events_per_sample": events_per_sample, "seed": seed,
+              "level": level}
     marker = work / "params.json"
     if marker.exists():
         old = json.loads(marker.read_text())
@@ -97,7 +99,8 @@ def _make_set(work: Path, recordings: int, n_test: int, events_per_sample: int, 
     )
     t_gen = time.perf_counter() - t0
     cmd = [sys.executable, "-m", "shardgen.cli", "convert", "dvs128-gesture", "--raw", str(raw),
-           "--out", str(work / "shards"), "--no-md5", "--quiet", "--json"]
+           "--out", str(work / "shards"), "--no-md5", "--quiet", "--json"] + ([f"--level={level}"] if level is not None
+                                                                              else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     summary = json.loads(out.stdout)
     params.update(md5=gen.md5, summary=summary, generate_s=t_gen)
@@ -167,25 +170,37 @@ def _our_pipeline(ds: Any) -> tuple[Callable[[bytes], np.ndarray], Callable[[byt
     from loader.format import decode_sample
 
     dctx = zstandard.ZstdDecompressor()
-    columns = ds._columns() if hasattr(ds, "_columns") else None
+    columns = ds.setting.columns(False, len(ds.sensor_size) == 2)
 
     def decode(frame: bytes) -> Any:
-        if columns is None:
-            return decode_sample(frame, dctx)[1]
-        return decode_sample(frame, dctx, columns)[1]
+        return decode_sample(frame, dctx, columns, ds.sensor_size)[1]
 
     def full(frame: bytes) -> np.ndarray:
         return ds.decode(frame)[0]
 
-    return full, decode, ds._make_x
+    return full, decode, lambda events: ds.setting.integrate(events, ds.sensor_size)
 
 
-def _micro(shards: Path, n_samples: int, repeat: int, sj_events_np: Path | None) -> dict[str, Any]:
+def _micro(shards: Path, n_samples: int, repeat: int, sj_events_np: Path | None, core: int) -> dict[str, Any]:
     """Time decode + integrate (ours), SpikingJelly's and tonic's integration on the same samples.
 
     With ``sj_events_np`` (SpikingJelly's ``events_np/train`` folder) also time SpikingJelly's own decoding of
     the same samples (its ``.npz`` files, bytes already in memory) followed by its integration, for context.
+    Everything runs pinned to CPU ``core`` (``os.sched_setaffinity``).
     """
+    import torch
+
+    torch.set_num_threads(1)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})  # per core: one process, one thread, one CPU
+    try:
+        return _micro_pinned(shards, n_samples, repeat, sj_events_np, core)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _micro_pinned(shards: Path, n_samples: int, repeat: int, sj_events_np: Path | None, core: int) -> dict[str, Any]:
+    """:func:`_micro` on the CPU it is pinned to."""
     import io
 
     import tonic
@@ -197,7 +212,6 @@ def _micro(shards: Path, n_samples: int, repeat: int, sj_events_np: Path | None)
     from loader.shards import open_shard_set
     from tests.sjcompat import import_spikingjelly_datasets
 
-    torch.set_num_threads(1)
     import_spikingjelly_datasets()
     from spikingjelly.datasets import utils as sju
 
@@ -245,13 +259,19 @@ def _micro(shards: Path, n_samples: int, repeat: int, sj_events_np: Path | None)
         "time": tonic.transforms.ToFrame(sensor_size=(W, H, 2), n_time_bins=FRAMES),
     }
     res: dict[str, Any] = {"samples": len(frames), "events": n_events, "ours": {}, "sj": {}, "tonic": {}, "sj_npz": {},
-                           "profile": {}, "equal_sj": {}, "equal_tonic": {}}
+                           "profile": {}, "equal_sj": {}, "equal_tonic": {}, "pack": {}, "core": core}
     for mode, kw in modes.items():
         ds = EventShardDataset(shards, "train", data_type="frame", shuffle=False, **kw)
         full, decode, integrate = _our_pipeline(ds)
         decoded = [decode(f) for f in frames]
         ours = [full(f) for f in frames]
         res["ours"][mode] = _best(full, frames, repeat)
+        dev = EventShardDataset(shards, "train", data_type="frame", shuffle=False, device="cpu", **kw)
+        packed = [dev.decode(f)[0] for f in frames]
+        res["pack"][mode] = {"seconds": _best(dev.decode, frames, repeat),
+                             "bytes": sum(p.nbytes for p in packed) / len(packed),
+                             "frame_bytes": sum(o.nbytes for o in ours) / len(ours)}
+        del packed
         res["profile"][mode] = {
             "decompress": _best(lambda f: decompress_frame(f, dctx), frames, repeat),
             "decode": _best(decode, frames, repeat),
@@ -278,8 +298,33 @@ def _micro(shards: Path, n_samples: int, repeat: int, sj_events_np: Path | None)
             )
             del theirs
             res["tonic"][mode] = _best(tonic_fns[mode], tonic_events, repeat)
+        if torch.cuda.is_available():
+            res.setdefault("gpu", {})[mode] = _gpu_time(dev, frames, ours, repeat)
         del ours
     return res
+
+
+def _gpu_time(dev: Any, frames: list[bytes], ours: list[np.ndarray], repeat: int) -> dict[str, Any]:
+    """Batches of 16 packed samples (pinned) → device → frames, synchronised: best seconds for all samples,
+    and whether the frames equal the CPU frames ``ours``."""
+    import torch
+
+    from loader.collate import pad_sequence_collate
+    from loader.gpu import packed_collate
+
+    items = [dev.decode(f) for f in frames]
+    batches = [packed_collate(items[i : i + BATCH]).pin_memory() for i in range(0, len(items), BATCH)]
+    want = [pad_sequence_collate([(o, 0) for o in ours[i : i + BATCH]])[0] for i in range(0, len(ours), BATCH)]
+    got = [b.to("cuda", non_blocking=True).integrate().cpu() for b in batches]
+    equal = all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+    del got
+
+    def run(_: Any) -> None:
+        for b in batches:
+            b.to("cuda", non_blocking=True).integrate()
+        torch.cuda.synchronize()
+
+    return {"seconds": _best(run, [None], repeat), "equal": equal, "device": torch.cuda.get_device_name()}
 
 
 # --------------------------------------------------------------------------- DataLoader (child process)
@@ -402,8 +447,8 @@ def _print_micro(m: dict[str, Any], repeat: int) -> list[tuple[str, bool]]:
     n, ev = m["samples"], m["events"]
     names = {"number": f"T={FRAMES} by number", "time": f"T={FRAMES} by time", "duration": "duration 1 s"}
     tonic_names = {"number": f"ToFrame(n_event_bins={FRAMES})", "time": f"ToFrame(n_time_bins={FRAMES})"}
-    print(f"Per core: {n} samples, {ev:,} events ({ev / n:,.0f} per sample), 1 process, 1 thread, "
-          f"best of {repeat} rounds")
+    print(f"Per core: {n} samples, {ev:,} events ({ev / n:,.0f} per sample), 1 process, 1 thread, pinned to CPU "
+          f"{m['core']}, best of {repeat} rounds")
     print(f"{'method':<62} {'events/s':>13} {'samples/s':>10} {'ms/sample':>10} {'vs tonic':>9} {'vs SJ':>9}")
     rows = []
     for mode in ("number", "time", "duration"):
@@ -428,6 +473,23 @@ def _print_micro(m: dict[str, Any], repeat: int) -> list[tuple[str, bool]]:
           + ", ".join(f"{names[k]} {'yes' if v is True else v}" for k, v in m["equal_sj"].items()))
     print("frames equal to tonic's (all but the last frame, where tonic drops the remainder): "
           + ", ".join(f"{names[k]} {'yes' if v else 'NO'}" for k, v in m["equal_tonic"].items()))
+    print()
+    print(f"Device path (loader.gpu), same samples, pinned to CPU {m['core']}: a worker decodes and packs, the device "
+          "integrates the batch")
+    print(f"{'setting':<20} {'worker ms/sample':>17} {'events/s':>13} {'H2D bytes/sample':>17} "
+          f"{'float32 frames':>15} {'ratio':>7}")
+    for mode in ("number", "time", "duration"):
+        p = m["pack"][mode]
+        print(f"{names[mode]:<20} {p['seconds'] / n * 1e3:17.2f} {ev / p['seconds']:13,.0f} {p['bytes']:17,.0f} "
+              f"{p['frame_bytes']:15,.0f} {p['frame_bytes'] / p['bytes']:6.1f}x")
+    if "gpu" in m:
+        for mode in ("number", "time", "duration"):
+            g = m["gpu"][mode]
+            print(f"GPU {g['device']}: {names[mode]}, batches of {BATCH}, upload + integrate: "
+                  f"{ev / g['seconds']:,.0f} events/s, {g['seconds'] / n * 1e3:.3f} ms/sample; "
+                  f"equal to the CPU frames: {'yes' if g['equal'] else 'NO'}")
+    else:
+        print("GPU rows: not measured (no CUDA device on this machine)")
     print()
     print("Where eventshard's time goes (ms per sample):")
     print(f"{'setting':<20} {'zstd':>8} {'tar+msgpack+columns':>20} {'integrate':>10} {'sum':>8} {'measured':>9}")
@@ -468,6 +530,12 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="keep (and reuse) the generated sets here")
     ap.add_argument("--skip-spikingjelly-loader", action="store_true",
                     help="no SpikingJelly precompute / DataLoader (the per-core comparison still runs)")
+    ap.add_argument("--core", type=int, default=None,
+                    help="CPU the per-core benchmark is pinned to (default: the last one this process may use)")
+    ap.add_argument("--per-core-only", action="store_true", help="only the per-core tables (no DataLoader passes)")
+    ap.add_argument("--level", type=int, default=None,
+                    help="zstd level of the main set (shardgen convert --level; default shardgen's 3). Negative "
+                         "levels store literals without Huffman coding: bigger shards that inflate about 6x faster")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -488,14 +556,16 @@ def _run(args: argparse.Namespace, work: Path, load_at_start: float) -> None:
     """Build the data, run the three benchmarks, print the tables and the targets."""
     eps = args.events_per_sample
     t0 = time.perf_counter()
-    main_dir = work / f"main-{args.recordings}"
-    main_set = _make_set(main_dir, args.recordings, 1, eps, seed=7)
+    main_dir = work / (f"main-{args.recordings}" + ("" if args.level is None else f"-l{args.level}"))
+    main_set = _make_set(main_dir, args.recordings, 1, eps, seed=7, level=args.level)
     rss_sets = []
     for r in args.rss_recordings:
         d = work / f"rss-{r}"
         rss_sets.append((r, d, _make_set(d, r + 1, 1, eps, seed=11)))
         shutil.rmtree(d / "sj", ignore_errors=True)  # the download is not needed any more
     s = main_set["summary"]
+    print(f"zstd level of the main set: {3 if args.level is None else args.level}; shard bytes/event "
+          f"{s['shard_bytes'] / s['events']:.3f}")
     print(f"main set: {args.recordings} recordings, {s['samples']['train']} train / {s['samples']['test']} test "
           f"samples, {s['events']:,} events in samples; extra sets for RSS: "
           + ", ".join(f"{p['summary']['samples']['train']} train samples" for _, _, p in rss_sets)
@@ -510,9 +580,14 @@ def _run(args: argparse.Namespace, work: Path, load_at_start: float) -> None:
     print()
 
     sj_np = main_dir / "sj" / "events_np" / "train"
-    micro = _micro(main_dir / "shards", args.samples, args.repeat, None if args.skip_spikingjelly_loader else sj_np)
+    core = args.core if args.core is not None else max(os.sched_getaffinity(0))
+    micro = _micro(main_dir / "shards", args.samples, args.repeat, None if args.skip_spikingjelly_loader else sj_np,
+                   core)
     checks = _print_micro(micro, args.repeat)
     print()
+    if args.per_core_only:
+        _print_checks(checks)
+        return
 
     warm_paths = [main_dir / "shards"] + [d / "shards" for _, d, _ in rss_sets]
     if not args.skip_spikingjelly_loader:
@@ -576,6 +651,10 @@ def _run(args: argparse.Namespace, work: Path, load_at_start: float) -> None:
               f"+ up to prefetch_factor=2 collated batches in shared memory ({2 * BATCH * frame_mib:.0f} MiB) "
               "+ one 8 MiB read block and one sample's decode buffers; it does not grow with the dataset)")
     print()
+    _print_checks(checks)
+
+
+def _print_checks(checks: list[tuple[str, bool]]) -> None:
     print("Targets:")
     for text, ok in checks:
         print(f"  [{_verdict(ok)}] {text}")

@@ -51,8 +51,11 @@ def write_shard_set(
     splits: dict[str, Sequence[int]] | None = None,
     sensor_size: tuple[int, int] = SENSOR_SIZE,
     classes: Sequence[str] = CLASSES,
+    version: int = FORMAT_VERSION,
 ) -> dict[str, dict[str, Any]]:
     """Write a shard set with exactly the given samples per shard; return the ground truth.
+
+    ``version`` 1 writes the first 2-D layout (``x``, ``y``, ``p`` columns) instead of the packed one.
 
     ``splits`` maps a split name to its samples per shard (default: train 10/7/13, test 4/5).
     The returned dict maps each sample key to ``{"events", "label", "meta", "split", "shard",
@@ -83,7 +86,8 @@ def write_shard_set(
                         "start": int(events["t"][0]) if n else 0,
                         "end": int(events["t"][-1]) + 1 if n else 0,
                     }
-                    frame = encode_sample(key, *(events[c] for c in "txyp"), meta, sensor_size, cctx)
+                    frame = encode_sample(key, *(events[c] for c in "txyp"), meta, sensor_size, cctx,
+                                          packed=version != 1)
                     writer.add(frame, n)
                     assert key not in truth
                     truth[key] = {
@@ -101,7 +105,7 @@ def write_shard_set(
         output.commit(
             {
                 "format": FORMAT_NAME,
-                "version": FORMAT_VERSION,
+                "version": version,
                 "dataset": "synthetic-test",
                 "sensor_size": list(sensor_size),
                 "classes": list(classes),

@@ -52,11 +52,12 @@ def event_columns(draw, min_n: int = 0, max_n: int = 200):
     return t.astype(np.int64), x.astype(xy_dtype), y.astype(xy_dtype), p.astype(p_dtype), (h, w)
 
 
-def _payload(n: int = 40, sensor=(128, 128), seed: int = 0) -> bytes:
+def _payload(n: int = 40, sensor=(128, 128), seed: int = 0, packed: bool = False) -> bytes:
+    """A version-1 payload (x, y, p columns) by default; ``tests/test_pixels.py`` checks version 3's."""
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(0, 10**6, n))
     return F.encode_events(
-        t, rng.integers(0, sensor[1], n), rng.integers(0, sensor[0], n), rng.integers(0, 2, n), sensor
+        t, rng.integers(0, sensor[1], n), rng.integers(0, sensor[0], n), rng.integers(0, 2, n), sensor, packed
     )
 
 
@@ -122,7 +123,8 @@ def test_events_compact():
     n = 10_000
     rng = np.random.default_rng(3)
     t = np.cumsum(rng.integers(0, 200, n))
-    buf = F.encode_events(t, rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), (128, 128))
+    buf = F.encode_events(t, rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), (128, 128),
+                          packed=False)
     assert len(buf) < n * 3.2
     m = msgpack.unpackb(buf)
     assert m["dt_dtype"] == "u1" and m["xy_dtype"] == "u1" and len(m["p"]) == n // 8
@@ -446,7 +448,7 @@ def _shard(ix, split, i):
 # Each mutation changes a valid index in place.
 MUTATIONS = {
     "wrong-format": lambda ix: ix.update(format="webdataset"),
-    "wrong-version": lambda ix: ix.update(version=3),
+    "wrong-version": lambda ix: ix.update(version=4),
     "version-as-string": lambda ix: ix.update(version="1"),
     "no-version": lambda ix: ix.pop("version"),
     "no-splits": lambda ix: ix.pop("splits"),
