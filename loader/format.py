@@ -1,6 +1,7 @@
-"""The eventshard shard format, versions 1 and 2: one sample as bytes, one shard as zstd frames, the index.
+"""The eventshard shard format, versions 1 to 3: one sample as bytes, one shard as zstd frames.
 
-Both sides import this module: ``shardgen`` to write, ``loader`` to read. It needs numpy,
+Both sides import this module: ``shardgen`` to write, ``loader`` to read (the index's rules are in
+:mod:`loader.index`, whose names this module also offers). It needs numpy,
 msgpack and zstandard only (no torch). ``docs/FORMAT.md`` describes the same bytes in prose.
 
 A sample is two tar members, ``<key>.events.msgpack`` and ``<key>.label.msgpack``, compressed
@@ -18,7 +19,6 @@ frame is one ``bincount`` over a slice. Readers read all three; the decoder retu
 from __future__ import annotations
 
 import io
-import json
 import re
 import tarfile
 from collections.abc import Mapping
@@ -30,19 +30,33 @@ import zstandard
 
 from loader import pixels as _pixels
 from loader.errors import FormatError  # defined there (no import circle), raised here
+from loader.index import (  # the index's half of the format, used through this module as well
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    FORMAT_VERSION_1D,
+    FORMAT_VERSION_XYP,
+    INDEX_NAME,
+    MAX_SENSOR,
+    READABLE_VERSIONS,
+    dumps_index,
+    is_int,
+    loads_index,
+    shard_name,
+    validate_index,
+)
 
-FORMAT_NAME = "eventshard"
-FORMAT_VERSION = 3
-"""The version of a 2-D shard set (``sensor_size`` ``[H, W]``): samples hold the packed pixel column ``pix``."""
-FORMAT_VERSION_XYP = 1
-"""The first 2-D version: samples hold ``x``, ``y`` and ``p`` (still read; ``encode_events(packed=False)``)."""
-FORMAT_VERSION_1D = 2
-"""The version of a 1-D shard set (``sensor_size`` ``[W]``, samples without ``y`` and ``p``)."""
-READABLE_VERSIONS = (1, 2, 3)
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "FORMAT_VERSION_1D", "FORMAT_VERSION_XYP", "INDEX_NAME", "READABLE_VERSIONS",
+    "dumps_index", "loads_index", "shard_name", "validate_index", "FormatError", "TIME_UNIT", "EVENTS_SUFFIX",
+    "LABEL_SUFFIX", "TAR_BLOCK", "END_OF_ARCHIVE", "DEFAULT_ZSTD_LEVEL", "MAX_SAMPLE_BYTES", "MAX_EVENTS",
+    "EVENT_COLUMNS", "EXTRA_COLUMNS", "coord_dtype", "format_version", "encode_events", "decode_events",
+    "encode_label", "decode_label", "check_key", "sample_tar", "split_sample_tar", "compress_frame",
+    "new_compressor", "decompress_frame", "encode_sample", "decode_sample",
+]
+
 TIME_UNIT = "us"
 EVENTS_SUFFIX = ".events.msgpack"
 LABEL_SUFFIX = ".label.msgpack"
-INDEX_NAME = "index.json"
 TAR_BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * TAR_BLOCK)
 DEFAULT_ZSTD_LEVEL = 3
@@ -52,10 +66,6 @@ MAX_SAMPLE_BYTES = 1 << 31
 MAX_EVENTS = 1 << 31
 _COLUMN_DTYPES = {"u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8"}
 _KEY_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}")  # used with fullmatch
-# A shard file is a plain relative name in the index's folder (or one job sub-folder): no scheme, host, '..',
-# absolute path, backslash or percent-escape can pass, so an index cannot send the loader elsewhere.
-_SHARD_RE = re.compile(r"(job-[0-9]{4}-of-[0-9]{4}/)?[a-z0-9_\-]+-[0-9]{6}\.tar\.zst")  # used with fullmatch
-_MAX_SENSOR = 1 << 16
 
 
 # --------------------------------------------------------------------------- columns
@@ -271,14 +281,14 @@ def decode_events(buf: bytes, columns: tuple[str, ...] = EVENT_COLUMNS,
         raise FormatError(f"events: missing field {exc}") from None
     if one_d:
         columns = tuple(c for c in columns if c not in ("y", "p"))
-    if not _is_int(n) or not 0 <= n <= MAX_EVENTS:
+    if not is_int(n) or not 0 <= n <= MAX_EVENTS:
         raise FormatError(f"events: bad event count {n!r}")
-    if not _is_int(t0) or not -(2**63) <= t0 < 2**63:
+    if not is_int(t0) or not -(2**63) <= t0 < 2**63:
         raise FormatError(f"events: t0 {t0!r} is not an int64")
     if not all(isinstance(b, bytes) for b in (dt_b, x_b, y_b, p_b)):
         raise FormatError("events: columns must be msgpack bin")
-    if packed and not (isinstance(hw, list) and len(hw) == 2 and all(_is_int(v) and 0 < v <= _MAX_SENSOR for v in hw)):
-        raise FormatError(f"events: 'hw' must be [H, W] with sizes in [1, {_MAX_SENSOR}], got {hw!r}")
+    if packed and not (isinstance(hw, list) and len(hw) == 2 and all(is_int(v) and 0 < v <= MAX_SENSOR for v in hw)):
+        raise FormatError(f"events: 'hw' must be [H, W] with sizes in [1, {MAX_SENSOR}], got {hw!r}")
     if not one_d and not packed and len(p_b) != (n + 7) // 8:
         raise FormatError(f"events: column 'p' has {len(p_b)} bytes for {n} events")
     if n == 0 and dt_b:
@@ -510,97 +520,3 @@ def decode_sample(
 
 
 # --------------------------------------------------------------------------- shard set
-
-
-def shard_name(split: str, number: int) -> str:
-    """File name of shard ``number`` of ``split``: ``<split>-NNNNNN.tar.zst``."""
-    return f"{split}-{number:06d}.tar.zst"
-
-
-def validate_index(index: Any) -> dict[str, Any]:
-    """Check an ``index.json`` document and return it; raise :class:`FormatError` naming the problem."""
-    if not isinstance(index, dict):
-        raise FormatError("index.json: not a JSON object")
-    if index.get("format") != FORMAT_NAME:
-        raise FormatError(f"index.json: format is {index.get('format')!r}, expected {FORMAT_NAME!r}")
-    version = index.get("version")
-    if not _is_int(version) or version not in READABLE_VERSIONS:
-        known = ", ".join(map(str, READABLE_VERSIONS))
-        raise FormatError(f"index.json: version {version!r}, this reader knows {known} (a newer eventshard wrote it?)")
-    for field in ("dataset", "sensor_size", "classes", "splits"):
-        if field not in index:
-            raise FormatError(f"index.json: missing field {field!r}")
-    _check_sensor(index["sensor_size"], version)
-    classes = index["classes"]
-    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
-        raise FormatError("index.json: 'classes' must be a list of names")
-    splits = index["splits"]
-    if not isinstance(splits, dict):
-        raise FormatError("index.json: 'splits' must be an object")
-    for split, info in splits.items():
-        if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
-            raise FormatError(f"index.json: split {split!r} must be an object with a 'shards' list")
-        total = 0
-        for i, shard in enumerate(info["shards"]):
-            if not isinstance(shard, dict):
-                raise FormatError(f"index.json: split {split!r} shard {i}: not an object")
-            name = shard.get("file", "")
-            if not isinstance(name, str) or not _SHARD_RE.fullmatch(name):
-                raise FormatError(
-                    f"index.json: split {split!r} shard {i}: bad file name {name!r} (shard files are "
-                    "'<split>-NNNNNN.tar.zst' next to index.json, optionally in one 'job-NNNN-of-NNNN/' folder)"
-                )
-            samples, offsets = shard.get("samples"), shard.get("offsets")
-            if not _is_int(samples) or samples < 0:
-                raise FormatError(f"index.json: shard {name}: 'samples' must be a non-negative integer")
-            if not isinstance(offsets, list) or len(offsets) != samples + 1 or not all(map(_is_int, offsets)):
-                raise FormatError(f"index.json: shard {name}: offsets do not match the sample count")
-            if offsets[0] != 0 or any(b <= a for a, b in zip(offsets, offsets[1:], strict=False)):
-                raise FormatError(f"index.json: shard {name}: offsets must start at 0 and increase")
-            total += samples
-        if total != info.get("samples"):
-            raise FormatError(
-                f"index.json: split {split!r}: shards hold {total} samples, index says {info.get('samples')}"
-            )
-        if "permutation" in info:
-            _check_permutation(info["permutation"], total, split)
-    return index
-
-
-def _check_permutation(perm: Any, n: int, split: str) -> None:
-    """A split's ``permutation``: ``{"seed": int, "canonical": [n ints]}``, each of ``0..n-1`` once."""
-    canonical = perm.get("canonical") if isinstance(perm, dict) else None
-    values = np.asarray(canonical if isinstance(canonical, list) else None)
-    if not isinstance(canonical, list) or len(canonical) != n or (n and values.dtype.kind not in "iu"):
-        raise FormatError(f"index.json: split {split!r}: 'permutation' must hold 'canonical', a list of {n} integers")
-    if n and (values.min() < 0 or values.max() >= n or np.bincount(values, minlength=n).max() > 1):
-        raise FormatError(f"index.json: split {split!r}: 'permutation' is not a permutation of 0..{n - 1}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check_sensor(sensor: Any, version: int) -> None:
-    """``sensor_size`` is ``[H, W]`` (any version) or, in version 2, ``[W]`` (a 1-D sensor)."""
-    dims = (1, 2) if version == FORMAT_VERSION_1D else (2,)
-    if (isinstance(sensor, (list, tuple)) and len(sensor) in dims
-            and all(_is_int(v) and 0 < v <= _MAX_SENSOR for v in sensor)):
-        return
-    shapes = "[H, W] or [W]" if version == FORMAT_VERSION_1D else "[H, W]"
-    raise FormatError(f"index.json: sensor_size must be {shapes} with sizes in [1, {_MAX_SENSOR}] "
-                      f"(version {version}), got {sensor!r}")
-
-
-def dumps_index(index: Mapping[str, Any]) -> bytes:
-    """Serialise an index deterministically (sorted keys, fixed indentation)."""
-    return (json.dumps(index, indent=1, sort_keys=True) + "\n").encode()
-
-
-def loads_index(data: bytes) -> dict[str, Any]:
-    """Parse and validate ``index.json`` bytes."""
-    try:
-        obj = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge numbers, deep nesting
-        raise FormatError(f"index.json: not valid JSON ({str(exc)[:200]})") from None
-    return validate_index(obj)

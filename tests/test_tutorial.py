@@ -251,7 +251,7 @@ def test_readme_has_the_blocks():
     ids = [i for i, _ in readme_blocks()]
     assert set(README_OUTPUT) | set(README_FILES) <= set(ids)
     skipped = [i for i, code in readme_blocks() if code.startswith(NOT_RUN)]
-    assert skipped == ["multi-node-training-from-object-storage-1", "augmentation-1"]
+    assert skipped == ["multi-node-training-from-object-storage-1", "augmentation-1", "frames-on-the-gpu-1"]
     assert README.read_text(encoding="utf-8").startswith("# eventshard\n\n```bash\nscripts/demo.sh")
 
 
