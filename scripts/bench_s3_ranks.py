@@ -40,7 +40,8 @@ from tests.servers import MotoS3  # noqa: E402
 
 def _moto_process() -> tuple[subprocess.Popen, int]:
     """moto's server in a process of its own; its port."""
-    code = ("import sys, time; from moto.server import ThreadedMotoServer; "
+    code = ("import logging, sys, time; from moto.server import ThreadedMotoServer; "
+            "logging.getLogger('werkzeug').setLevel(logging.ERROR); "
             "s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False); s.start(); "
             "print(s.get_host_and_port()[1], flush=True); time.sleep(1e9)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
