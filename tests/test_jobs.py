@@ -134,7 +134,8 @@ def test_balance_by_bytes_on_skewed_sizes() -> None:
     for jobs in (3, 4, 16):
         sizes = (rng.uniform(1, 10, size=500) ** 2).astype(int) * 1000  # sizes that differ up to 100x
         listing = [(f"cls{i % 7}/f{i:04d}", int(s)) for i, s in enumerate(sizes)]
-        loads = [sum(s for name, s in listing if JobShare(jobs, j, listing)(name)) for j in range(jobs)]
+        planned = [JobShare(jobs, j, listing) for j in range(jobs)]
+        loads = [sum(s for name, s in listing if share(name)) for share in planned]
         assert sum(loads) == sizes.sum()
         assert max(loads) <= 1.3 * sizes.sum() / jobs, loads
         online = [JobShare(jobs, j) for j in range(jobs)]  # a streamed archive: assigned in the order offered
