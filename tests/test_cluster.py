@@ -4,6 +4,8 @@ what the conversion reads)."""
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shutil
 import subprocess
@@ -37,11 +39,14 @@ def test_dask_local_cluster_converts_the_same_samples_as_one_process(tmp_path: P
     with dask.config.set({"distributed.worker.daemon": False}), distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster, distributed.Client(cluster) as client:
-        futures = client.map(convert_job, ["n-caltech101"] * jobs, [str(raw)] * jobs, [str(out)] * jobs,
-                             range(jobs), [jobs] * jobs, workers=1, check_md5=False)
-        summaries = client.gather(futures)
-        pids = set(client.run(lambda: __import__("os").getpid()).values())
-    assert len(pids) == 2  # two real worker processes did the jobs
+        job = functools.partial(convert_job, workers=1, check_md5=False)  # Client.map's own `workers` is placement
+        with distributed.get_task_stream(client) as stream:
+            futures = client.map(job, ["n-caltech101"] * jobs, [str(raw)] * jobs, [str(out)] * jobs, range(jobs),
+                                 [jobs] * jobs)
+            summaries = client.gather(futures)
+        places = {task["worker"] for task in stream.data}
+        pids = set(client.run(os.getpid).values())
+    assert len(pids) == 2 and len(places) >= 1  # real worker processes did the jobs
     assert sum(s["recordings"] for s in summaries) > 0
     merged = merge(out)
     assert merged["source"]["jobs"] == jobs
