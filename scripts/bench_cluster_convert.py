@@ -7,7 +7,8 @@
    (what one cluster node would do), then ``shardgen merge``; prints the balance table (job → input files,
    bytes, samples, seconds) and the merge time.
 3. **Open and read** the merged set: time to open it (``EventShardDataset``: index with its permutation) and
-   the RSS of a DataLoader worker after its first batch, against the same for a 1,000-sample set.
+   the RSS of a DataLoader worker after its first batch, against the same for a 1,000-sample set (each in a
+   fresh process).
 4. **Per byte**: converts ``--real-files`` files of ES-ImageNet's average size (~75 KB, 25k events), one job,
    for the cost per input byte; with the per-sample cost of step 2 this extrapolates to the real dataset
    (1,331,167 samples, ~100 GB): hours on N cores, and shard bytes.
@@ -27,6 +28,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -97,6 +99,15 @@ def _worker_rss(url: str) -> tuple[float, float]:
     return opened, rss / 1024
 
 
+def _fresh(url: str) -> tuple[float, float]:
+    """:func:`_worker_rss` in a new interpreter (the conversions' heap here would count in a forked worker)."""
+    code = (f"import json, sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'scripts')!r}]; "
+            f"from bench_cluster_convert import _worker_rss; print(json.dumps(_worker_rss({url!r})))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    opened, rss = json.loads(out.strip().splitlines()[-1])
+    return opened, rss
+
+
 def _rss_collate(batch: list) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -153,8 +164,8 @@ def main() -> None:
     from tests.many_ranks import write_tiny_set
 
     write_tiny_set(work / "small", 1000)
-    small_open, small_rss = _worker_rss(str(work / "small"))
-    big_open, big_rss = _worker_rss(str(out))
+    small_open, small_rss = _fresh(str(work / "small"))
+    big_open, big_rss = _fresh(str(out))
     train = merged["splits"]["train"]["samples"]
     print(f"\nopen and first batch ({train:,} train samples vs a 1,000-sample set)")
     print(f"open: {big_open:.3f} s ({big_open / train * 1e5:.3f} s per 100k samples); small set {small_open:.3f} s")
