@@ -84,6 +84,8 @@ class ReadStats:
         the cache serves are not).
     cache_hits, cache_misses : int
         Shards opened from the cache folder / downloaded into it.
+    requests : int
+        Requests sent to the storage for shards: size checks and reads, retries included.
     """
 
     retries: int = 0
@@ -92,6 +94,7 @@ class ReadStats:
     bytes_read: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    requests: int = 0
 
 
 HTTP_READ_TIMEOUT = 60.0
@@ -158,6 +161,10 @@ class ShardSet:
         self.url = url
         self.base = base
         self.index = index
+        for info in index.get("splits", {}).values():  # 8 bytes a sample instead of a list of int objects (~36)
+            perm = info.get("permutation") if isinstance(info, dict) else None
+            if isinstance(perm, dict) and isinstance(perm.get("canonical"), list):
+                perm["canonical"] = np.asarray(perm["canonical"], dtype=np.int64)
         self.storage_options = dict(storage_options or {})
         self.retries = int(retries)
         self.backoff = float(backoff)
@@ -325,8 +332,13 @@ class ShardSet:
     def remote_size(self, shard: dict[str, Any], stats: ReadStats | None = None) -> int | None:
         """The shard's size on its storage (``None`` where the server does not say)."""
         stats = self.stats if stats is None else stats
+
+        def once() -> Any:
+            stats.requests += 1
+            return self.fs.size(self.path(shard))
+
         try:
-            size = self._retry(lambda: self.fs.size(self.path(shard)), f"{self.shard_url(shard)}: size", stats)
+            size = self._retry(once, f"{self.shard_url(shard)}: size", stats)
         except FileNotFoundError:
             raise self._missing(shard) from None
         return None if size is None else int(size)
@@ -346,6 +358,7 @@ class ShardSet:
         path = self.path(shard)
 
         def once() -> bytes:
+            stats.requests += 1
             data = self.fs.cat_file(path, start=lo, end=hi)
             if len(data) != hi - lo:
                 raise _ShortRead(f"the read returned {len(data)} bytes")
@@ -371,7 +384,7 @@ class ShardSet:
             what = f"{self.shard_url(shard)}"
             stats = self.stats if stats is None else stats
             try:
-                data = self._retry(lambda: self.fs.cat_file(self.path(shard)), what, stats)
+                data = self._retry(lambda: _counted(stats, self.fs.cat_file, self.path(shard)), what, stats)
             except FileNotFoundError:
                 raise self._missing(shard) from None
             stats.bytes_read += len(data)
@@ -588,3 +601,8 @@ def open_shard_set(
         prefetch=prefetch,
     )
 
+
+def _counted(stats: ReadStats, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, counted as one request in ``stats``."""
+    stats.requests += 1
+    return fn(*args)

@@ -44,8 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-md5", action="store_true", help="do not check the published md5 sums (warns)")
     c.add_argument("--allow-truncated", action="store_true", help="keep the events before damage in truncated files")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.add_argument("--num-jobs", type=int, default=1, help="spread the conversion over J jobs (then: shardgen merge)")
-    c.add_argument("--job-index", type=int, default=0, help="which of the J jobs this is (0 … J-1)")
+    c.add_argument("--num-jobs", type=int, default=None,
+                   help="spread the conversion over J jobs, then shardgen merge (default: the SLURM array's "
+                        "SLURM_ARRAY_TASK_COUNT, Kubernetes' JOB_COMPLETIONS, else 1)")
+    c.add_argument("--job-index", type=int, default=None,
+                   help="which of the J jobs this is, 0 … J-1 (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, "
+                        "Kubernetes' JOB_COMPLETION_INDEX)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     c.add_argument("--sample-order", choices=["shuffled", "dataset"], default="shuffled",
                    help="store each split in a seeded permutation (default; recorded in index.json) or as listed")
@@ -161,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "convert":
             from loader.format import DEFAULT_ZSTD_LEVEL
             from shardgen.convert import convert
+            from shardgen.scheduler import resolve_jobs
+
+            num_jobs, job_index = resolve_jobs(args.num_jobs, args.job_index)
 
             if args.no_md5:
                 print("shardgen: warning: md5 sums not checked (--no-md5)", file=sys.stderr)
@@ -174,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_md5=not args.no_md5,
                 level=DEFAULT_ZSTD_LEVEL if args.level is None else args.level,
                 progress=not args.quiet,
-                num_jobs=args.num_jobs,
-                job_index=args.job_index,
+                num_jobs=num_jobs,
+                job_index=job_index,
                 split=_split_options(args),
                 options=_folder_options(args),
                 sample_order=args.sample_order,
@@ -195,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             n = ix["source"]["jobs"]
             for split, info in ix["splits"].items():
                 print(f"{split:<12} {info['samples']} samples, {len(info['shards'])} shards from {n} jobs")
+            for i, job in enumerate(ix["source"].get("job_inputs", [])):
+                if job:
+                    print(f"job {i:<4}     {job['input_files']} input files, {job['input_bytes']:,} bytes")
             print(f"wrote {args.out.rstrip('/')}/index.json")
             return 0
         if args.cmd == "info":

@@ -30,6 +30,7 @@ import numpy as np
 from loader.allocator import keep_freed_memory
 from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, TIME_UNIT, encode_sample, format_version, new_compressor
 from shardgen import jobs
+from shardgen.balance import JobShare
 from shardgen.cleanup import clean_up
 from shardgen.datasets import get_dataset
 from shardgen.datasets.base import (
@@ -38,9 +39,7 @@ from shardgen.datasets.base import (
     RecordingTask,
     RestartCut,
     Source,
-    Want,
     read_all,
-    want_all,
 )
 from shardgen.output import ShardSetOutput
 from shardgen.progress import Progress
@@ -190,8 +189,8 @@ def convert(
     progress : bool
         Show a tqdm progress bar on stderr.
     num_jobs, job_index : int
-        Convert only job ``job_index``'s deterministic share of the recordings (see
-        :func:`shardgen.jobs.job_of`) into ``out/job-IIII-of-JJJJ/``; ``shardgen merge`` then
+        Convert only job ``job_index``'s share of the input files (balanced by bytes, the same in
+        every job: :mod:`shardgen.balance`) into ``out/job-IIII-of-JJJJ/``; ``shardgen merge`` then
         writes the single index of the whole set.
     split : dict, optional
         For datasets without an official split: ``rule`` (``"ratio"``, ``"first-k"``),
@@ -219,7 +218,7 @@ def convert(
     t_start = time.perf_counter()
     mod = get_dataset(dataset_id)
     workers = max(1, workers or os.cpu_count() or 1)
-    want = jobs.wanted(num_jobs, job_index)
+    JobShare(num_jobs, job_index)  # a bad index fails before the download is read
     extra = {k: v for k, v in (options or {}).items() if v is not None}
     takes = getattr(mod, "OPTIONS", ())
     if set(extra) - set(takes):
@@ -227,6 +226,7 @@ def convert(
     src = mod.open_source(Path(raw), check_md5=check_md5, split=split, **extra)
     failing = True
     try:
+        want = JobShare(num_jobs, job_index, src.listing() if num_jobs > 1 else None)
         assembler_options = {"sample_order": sample_order, "order_seed": order_seed}
         summary = _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
                            num_jobs, job_index, want, t_start, assembler_options)
@@ -249,7 +249,7 @@ def _convert(
     progress: bool,
     num_jobs: int,
     job_index: int,
-    want: Want,
+    want: JobShare,
     t_start: float,
     assembler_options: dict[str, Any],
 ) -> dict[str, Any]:
@@ -270,7 +270,10 @@ def _convert(
         bar = Progress("recordings", None, unit="rec", enabled=progress)
         try:
             inflight: dict[Future[RecordingResult], object] = {}
-            assembler = _Assembler(output, shard_size, want, sort_key=src.sample_sort_key, **assembler_options)
+            # a job of several records its units' places in the listing instead (merge sorts by those)
+            sort_key = src.sample_sort_key if num_jobs == 1 else None
+            assembler = _Assembler(output, shard_size, want, sort_key=sort_key, **assembler_options)
+            assembler.record_order = num_jobs > 1
 
             def collect(done: set[Future[RecordingResult]]) -> None:
                 for fut in done:
@@ -287,6 +290,8 @@ def _convert(
                 if task.name in submitted:
                     raise DatasetError(f"{raw}: recording {task.name} appears twice")
                 submitted.add(task.name)
+                if task.places is not None:
+                    assembler.places[task.name] = task.places
                 part = str(parts / f"{i:06d}.part")
                 fut = pool.submit(process_recording, dataset_id, task, part, level, allow_truncated)
                 inflight[fut] = task.data
@@ -301,7 +306,7 @@ def _convert(
                 collect(wait(inflight, return_when=FIRST_COMPLETED).done)
             index = _index(mod, src, assembler.finish(results), level)
             if num_jobs > 1:
-                index["job"] = {"index": job_index, "count": num_jobs}
+                index["job"] = {"index": job_index, "count": num_jobs, **want.record()}
             listed = {name for names in full_order.values() for name in names}
             src.skipped.extend(f"{name}: not in any split list" for name in sorted(set(results) - listed))
             summary = _summary(index, results, src, order)
@@ -337,14 +342,19 @@ class _Assembler:
     are read back one at a time from the part files, so the main process never holds a recording.
     """
 
-    def __init__(self, output: ShardSetOutput, shard_size: int, want: Want = want_all,
+    def __init__(self, output: ShardSetOutput, shard_size: int, want: JobShare | None = None,
                  sample_order: str = "shuffled", order_seed: int = 0,
                  sort_key: Callable[[str, int], Any] | None = None):
         if sample_order not in SAMPLE_ORDERS:
             raise DatasetError(f"sample order must be one of {', '.join(SAMPLE_ORDERS)}, got {sample_order!r}")
         self.output = output
         self.shard_size = shard_size
-        self.want = want
+        self.want = want or JobShare(1, 0)
+        self.record_order = False
+        """Record each split's ``dataset_order`` (a job of several: what ``shardgen merge`` combines)."""
+        self.places: dict[str, list[int]] = {}
+        """Task → places of its input files in the whole split's order (tasks that batch files of a job)."""
+        self._place: dict[str, dict[str, int]] = {}
         self.sample_order = sample_order
         self.order_seed = int(order_seed)
         self.sort_key = sort_key
@@ -360,7 +370,8 @@ class _Assembler:
                 if name in seen:
                     raise DatasetError(f"recording {name} is listed twice in the split lists")
                 seen.add(name)
-        self.order = {split: [n for n in names if self.want(n)] for split, names in order.items()}
+        self._place = {split: {n: i for i, n in enumerate(names)} for split, names in order.items()}
+        self.order = {split: [n for n in names if self.want.owns(n)] for split, names in order.items()}
 
     def permutation(self, split: str, n: int) -> np.ndarray | None:
         """Stored position ``j`` holds the dataset's sample ``perm[j]`` (``None``: the dataset's order)."""
@@ -394,7 +405,25 @@ class _Assembler:
         info = writer.close()
         if perm is not None:
             info["permutation"] = {"seed": self.order_seed, "canonical": perm.tolist()}
+        if self.record_order:
+            info["dataset_order"] = self._dataset_order(split, recordings)
         return info
+
+    def _dataset_order(self, split: str, recordings: list[RecordingResult]) -> dict[str, list[int]]:
+        """Places of this job's input units in the whole split's order, and their samples (``docs/FORMAT.md``)."""
+        places: list[int] = []
+        counts: list[int] = []
+        for res in recordings:
+            own = self.places.get(res.name)
+            if own is None:  # a task that is one input unit: its place in the split list
+                places.append(self._place[split][res.name])
+                counts.append(len(res.sizes))
+            elif len(own) != len(res.sizes):
+                raise DatasetError(f"{res.name}: {len(res.sizes)} samples from {len(own)} input files")
+            else:
+                places.extend(own)
+                counts.extend([1] * len(own))
+        return {"places": places, "counts": counts}
 
 
 class _PartFrames:

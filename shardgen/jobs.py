@@ -1,21 +1,26 @@
-"""Conversion spread over machines: each job converts a fixed share of the recordings, then one merge.
+"""Conversion spread over machines: each job converts a balanced share of the input files, then one merge.
 
-``shardgen convert … --num-jobs J --job-index I`` converts the recordings whose name hashes to
-job ``I`` (crc32 of the name modulo ``J``: the same share whether RAW is the archive or the
-extracted folder, and whatever order the archive stores them in) into the sub-folder
-``OUT/job-IIII-of-JJJJ/``, a complete shard set of its own. ``shardgen merge OUT`` checks that all
-``J`` parts are complete and consistent and writes ``OUT/index.json`` naming their shards as
-``job-IIII-of-JJJJ/<split>-NNNNNN.tar.zst``. Readers only ever look at ``OUT/index.json``.
+``shardgen convert … --num-jobs J --job-index I`` (or the scheduler's variables, see
+:mod:`shardgen.scheduler`) converts job ``I``'s share of the input files (balanced by bytes, see
+:mod:`shardgen.balance`) into the sub-folder ``OUT/job-IIII-of-JJJJ/``, a complete shard set of its own.
+The jobs of one array may run at the same time into one OUT (local or a URL): each writes only its
+own folder, and a job rerun with the same number gives the same bytes. ``shardgen merge OUT`` checks
+that all ``J`` parts are complete and consistent and writes ``OUT/index.json`` naming their shards as
+``job-IIII-of-JJJJ/<split>-NNNNNN.tar.zst``, with each split's ``permutation`` giving the dataset's
+order over the whole split (as a one-job run would). Readers only ever look at ``OUT/index.json``.
+
+Dask, Ray or any pool that runs Python functions: :func:`convert_job` for each ``i`` in ``range(J)``,
+then :func:`merge` (``docs/CLUSTER.md``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import zlib
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from loader.errors import ConfigurationError, EventshardError
 from loader.format import INDEX_NAME, FormatError, dumps_index, loads_index
@@ -30,20 +35,20 @@ class MergeError(EventshardError, ValueError):
     """The job parts of a shard set are missing, incomplete or inconsistent."""
 
 
-def job_of(name: str, num_jobs: int) -> int:
-    """The job (``0 … num_jobs-1``) that converts the recording called ``name``."""
-    return zlib.crc32(name.encode("utf-8")) % num_jobs
+def convert_job(dataset: str, raw: str | os.PathLike[str], out: str | os.PathLike[str], job_index: int,
+                num_jobs: int, **options: Any) -> dict[str, Any]:
+    """Convert job ``job_index`` of ``num_jobs`` into ``out/job-IIII-of-JJJJ/``; return its summary.
 
+    A plain function for Dask (``client.map``), Ray (``ray.remote``) or ``concurrent.futures``: the
+    same as ``shardgen convert DATASET --raw RAW --out OUT --num-jobs J --job-index I``. ``options``
+    are :func:`shardgen.convert.convert`'s keywords (``workers``, ``shard_size``, ``split``,
+    ``sample_order``, ``order_seed`` …); the progress bar is off unless ``progress=True``. Call
+    :func:`merge` once every job has returned.
+    """
+    from shardgen.convert import convert  # convert imports this module
 
-def wanted(num_jobs: int, job_index: int) -> Callable[[str], bool]:
-    """Predicate selecting job ``job_index``'s recordings (all of them when ``num_jobs == 1``)."""
-    if num_jobs < 1 or not 0 <= job_index < num_jobs:
-        raise ConfigurationError(
-            f"--job-index must lie in [0, --num-jobs) and --num-jobs >= 1, got {job_index} of {num_jobs}"
-        )
-    if num_jobs == 1:
-        return lambda name: True
-    return lambda name: job_of(name, num_jobs) == job_index
+    options.setdefault("progress", False)
+    return convert(dataset, raw, out, num_jobs=num_jobs, job_index=job_index, **options)
 
 
 def job_dir(num_jobs: int, job_index: int) -> str:
@@ -59,10 +64,15 @@ def job_url(out: str | os.PathLike[str], num_jobs: int, job_index: int) -> str:
 
 
 def retire_merged_index(out: str | os.PathLike[str]) -> None:
-    """Remove ``OUT/index.json`` of an earlier merge: while a job reruns, the set is not complete."""
+    """Remove ``OUT/index.json`` of an earlier merge: while a job reruns, the set is not complete.
+
+    The jobs of an array all do this at once: one that finds it already gone goes on.
+    """
     fs, base = _fs(os.fspath(out))
-    if fs.exists(f"{base}/{INDEX_NAME}"):
-        fs.rm(f"{base}/{INDEX_NAME}")
+    try:
+        fs.rm_file(f"{base}/{INDEX_NAME}")
+    except FileNotFoundError:
+        pass
 
 
 def _fs(out: str) -> tuple[Any, str]:
@@ -105,7 +115,8 @@ def merge(out: str | os.PathLike[str]) -> dict[str, Any]:
             raise MergeError(f"{out}/{folder}: not finished (no {INDEX_NAME}); rerun job {i}") from None
         except FormatError as exc:
             raise MergeError(str(exc)) from None
-        if index.get("job") != {"index": i, "count": total}:
+        job = index.get("job")
+        if not isinstance(job, dict) or (job.get("index"), job.get("count")) != (i, total):
             raise MergeError(f"{out}/{folder}/{INDEX_NAME}: says it is job {index.get('job')}, expected {i} of {total}")
         indexes.append(index)
     merged = _merge_indexes(indexes, out)
@@ -131,7 +142,9 @@ def _merge_indexes(indexes: list[dict[str, Any]], out: str) -> dict[str, Any]:
             raise MergeError(f"{out}: job {i} has splits {sorted(index['splits'])}, job 0 {sorted(first['splits'])}")
     total = len(indexes)
     splits: dict[str, Any] = {}
-    for split in first["splits"]:
+    for split, info0 in first["splits"].items():
+        if "view_of" in info0:
+            continue
         shards = []
         for i, index in enumerate(indexes):
             for shard in index["splits"][split]["shards"]:
@@ -142,19 +155,81 @@ def _merge_indexes(indexes: list[dict[str, Any]], out: str) -> dict[str, Any]:
             "bytes": sum(s["bytes"] for s in shards),
             "shards": shards,
         }
-        if "view_of" in first["splits"][split]:
-            splits[split]["view_of"] = first["splits"][split]["view_of"]
+        canonical = _merged_canonical([ix["splits"][split] for ix in indexes], f"{out}: split {split!r}")
+        if canonical is not None:
+            seeds = {ix["splits"][split].get("permutation", {}).get("seed") for ix in indexes}
+            splits[split]["permutation"] = {"seed": seeds.pop() if len(seeds) == 1 else None, "canonical": canonical}
+    for split, info0 in first["splits"].items():  # views (``all`` = train + test): the merged parts again
+        if "view_of" in info0:
+            splits[split] = _view(splits, info0["view_of"])
     merged = {k: v for k, v in first.items() if k not in ("splits", "summary", "job", "source")}
     merged["splits"] = splits
-    merged["source"] = {**first["source"], "jobs": total}
+    inputs = [{k: ix["job"][k] for k in ("input_bytes", "input_files") if k in ix["job"]} for ix in indexes]
+    merged["source"] = {**first["source"], "jobs": total, "job_inputs": inputs}
     merged["summary"] = _merge_summaries([ix.get("summary", {}) for ix in indexes], splits)
     return merged
+
+
+def _merged_canonical(parts: list[dict[str, Any]], where: str) -> list[int] | None:
+    """The merged split's ``canonical`` (stored position → place in the dataset's order over the whole split).
+
+    Each part records, in its own dataset order, the places of its input units in the whole split's
+    order and their sample counts (``dataset_order``); units never straddle jobs, so sorting all parts'
+    units by place gives where each unit's samples start in the whole split. ``None`` for parts
+    without ``dataset_order`` (written before it existed): their order is then the parts one after the other.
+    """
+    if not all("dataset_order" in p for p in parts):
+        return None
+    places = [np.asarray(p["dataset_order"]["places"], dtype=np.int64) for p in parts]
+    counts = [np.asarray(p["dataset_order"]["counts"], dtype=np.int64) for p in parts]
+    allp = np.concatenate(places) if places else np.zeros(0, np.int64)
+    allc = np.concatenate(counts) if counts else np.zeros(0, np.int64)
+    order = np.argsort(allp, kind="stable")
+    if np.any(np.diff(allp[order]) == 0):
+        raise MergeError(f"{where}: an input unit is in two job parts; convert all jobs with the same --num-jobs")
+    start = np.empty_like(allc)
+    start[order] = np.concatenate([[0], np.cumsum(allc[order])[:-1]]) if allc.size else allc
+    out: list[np.ndarray] = []
+    first = 0
+    for p, c in zip(parts, counts, strict=True):
+        n = int(c.sum())
+        if n != p["samples"]:
+            raise MergeError(f"{where}: a part's dataset_order counts {n} samples, its shards hold {p['samples']}")
+        unit = np.repeat(np.arange(c.size), c)
+        local_start = np.concatenate([[0], np.cumsum(c)[:-1]]) if c.size else c
+        global_of_local = start[first:first + c.size][unit] + (np.arange(n) - local_start[unit])
+        perm = p.get("permutation")
+        stored = np.asarray(perm["canonical"], dtype=np.int64) if perm else np.arange(n)
+        out.append(global_of_local[stored])
+        first += c.size
+    return np.concatenate(out).tolist() if out else []
+
+
+def _view(splits: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """A view split of merged splits: their shards listed again, their dataset orders one after the other."""
+    shards = [dict(s) for part in parts for s in splits[part]["shards"]]
+    view: dict[str, Any] = {
+        "samples": sum(s["samples"] for s in shards),
+        "events": sum(s["events"] for s in shards),
+        "bytes": sum(s["bytes"] for s in shards),
+        "shards": shards,
+        "view_of": list(parts),
+    }
+    if any("permutation" in splits[part] for part in parts):
+        canonical: list[int] = []
+        for part in parts:
+            info = splits[part]
+            own = info["permutation"]["canonical"] if "permutation" in info else range(info["samples"])
+            offset = len(canonical)
+            canonical.extend(offset + c for c in own)
+        view["permutation"] = {"seed": None, "canonical": canonical}
+    return view
 
 
 def _merge_summaries(summaries: list[dict[str, Any]], splits: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: sum(s.get(k, 0) for s in summaries) for k in _SUMMABLE}
     out["samples"] = {split: info["samples"] for split, info in splits.items()}
-    per_class: dict[str, Counter[str]] = {split: Counter() for split in splits}
+    per_class: dict[str, Counter[str]] = {split: Counter() for split in summaries[0].get("samples_per_class", {})}
     for s in summaries:
         for split, classes in s.get("samples_per_class", {}).items():
             per_class.setdefault(split, Counter()).update(classes)

@@ -31,12 +31,14 @@ def read_all(src: BinaryIO, length: int) -> bytes:
     return src.read(length)
 
 
-Want = Callable[[str], bool]
-"""Which recordings (by name) a conversion processes: a job's share with ``--num-jobs``."""
+Want = Callable[[str, int], bool]
+"""``want(name, size)``: whether this conversion converts the input file (or recording) ``name`` of ``size``
+bytes; a job's share with ``--num-jobs`` (:class:`shardgen.balance.JobShare`). A source offers every
+input file exactly once, in the same order in every job, before it reads it."""
 
 
-def want_all(name: str) -> bool:
-    """The default :data:`Want`: every recording."""
+def want_all(name: str, size: int = 0) -> bool:
+    """The default :data:`Want`: every input file."""
     return True
 
 
@@ -99,6 +101,10 @@ class RecordingTask:
     data: bytes | SlotRef | None = None
     path: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    places: list[int] | None = None
+    """For a task that batches several input files of one sample each: each file's place in the whole
+    split's order (all jobs' files), in the task's order. ``None``: the task is one input unit, placed
+    by its name's place in :meth:`Source.order`."""
 
     def read(self) -> bytes | memoryview | mmap.mmap:
         """The recording's bytes: from memory, a shared slot, or memory-mapped from ``path``."""
@@ -167,6 +173,11 @@ class SourceBase:
         """Extra splits listing other splits' shards again (``all`` = train + test)."""
         return {}
 
+    def listing(self) -> list[tuple[str, int]] | None:
+        """Every input file ``(name, size)`` the source offers to ``want``, when known before reading
+        (jobs are then balanced over the whole listing); ``None`` for a streamed archive."""
+        return None
+
     def close(self) -> None:
         """Release what the source holds (temporary copies of inner archives)."""
 
@@ -190,6 +201,10 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release what the source holds."""
+        ...
+
+    def listing(self) -> list[tuple[str, int]] | None:
+        """Input files ``(name, size)`` when known up front."""
         ...
 
     def recordings(self, stage: Stage = read_all, want: Want = want_all) -> Iterator[RecordingTask]:

@@ -296,7 +296,8 @@ class ClassFolderSource(SourceBase):
                 "labels follow the sorted folders found"
             )
         self.split_of = self._split(members)
-        self.batches = self._batch(members)
+        self.ordered = self._order(members)
+        self._names: dict[str, list[str]] | None = None
 
     # ------------------------------------------------------------------ locate and list
     def _locate(self) -> list[Member]:
@@ -411,22 +412,12 @@ class ClassFolderSource(SourceBase):
     def _split(self, members: list[Member]) -> dict[Member, str]:
         return split_by_class(members, self.rule, lambda m: m.container or m.name)
 
-    def _batch(self, members: list[Member]) -> dict[str, list[tuple[str, list[Member]]]]:
-        """Split → batches ``(name, members)`` in shard order: class label, then file name."""
+    def _order(self, members: list[Member]) -> dict[str, list[Member]]:
+        """Split → members in shard order (class label, then file name); a duplicate sample key is an error."""
         label = {c: i for i, c in enumerate(self.classes)}
-        out: dict[str, list[tuple[str, list[Member]]]] = {"train": [], "test": []}
+        out: dict[str, list[Member]] = {"train": [], "test": []}
         keys: dict[str, dict[str, Member]] = {"train": {}, "test": {}}
-        ordered = sorted(members, key=lambda m: (label[m.cls], m.stem, m.name))
-        current: dict[str, list[Member]] = {"train": [], "test": []}
-        size: Counter[str] = Counter()
-
-        def flush(split: str) -> None:
-            if current[split]:
-                out[split].append((f"{split}/{len(out[split]):06d}", current[split]))
-                current[split] = []
-                size[split] = 0
-
-        for m in ordered:
+        for m in sorted(members, key=lambda m: (label[m.cls], m.stem, m.name)):
             split = self.split_of[m]
             key = f"{m.cls}/{m.stem}"
             if key in keys[split]:
@@ -436,35 +427,53 @@ class ClassFolderSource(SourceBase):
                     f"in split {split!r}"
                 )
             keys[split][key] = m
-            batch = current[split]
-            if batch and (batch[-1].cls != m.cls or len(batch) >= self.ds.batch_files
-                          or size[split] + m.size > self.ds.batch_bytes):
-                flush(split)
-            current[split].append(m)
-            size[split] += m.size
-        for split in out:
-            flush(split)
+            out[split].append(m)
+        return out
+
+    def _batch(self, split: str, members: list[tuple[int, Member]]) -> list[tuple[str, list[tuple[int, Member]]]]:
+        """Batches ``(name, [(place, member)])`` of one split's (wanted) members: one class each, bounded."""
+        out: list[tuple[str, list[tuple[int, Member]]]] = []
+        current: list[tuple[int, Member]] = []
+        size = 0
+        for pm in members:
+            m = pm[1]
+            if current and (current[-1][1].cls != m.cls or len(current) >= self.ds.batch_files
+                            or size + m.size > self.ds.batch_bytes):
+                out.append((f"{split}/{len(out):06d}", current))
+                current, size = [], 0
+            current.append(pm)
+            size += m.size
+        if current:
+            out.append((f"{split}/{len(out):06d}", current))
         return out
 
     # ------------------------------------------------------------------ the Source protocol
+    def listing(self) -> list[tuple[str, int]] | None:
+        """Every sample file ``(<split>/<key>, size)``: jobs balance over the files, not the batches."""
+        return [(f"{split}/{m.cls}/{m.stem}", m.size) for split, ms in self.ordered.items() for m in ms]
+
     def recordings(self, stage: Stage = read_all, want: Want = want_all) -> Iterator[RecordingTask]:
-        """One task per batch of files, in shard order; workers read the files themselves."""
+        """One task per batch of the wanted files, in shard order; workers read the files themselves."""
         label = {c: i for i, c in enumerate(self.classes)}
-        for split, batches in self.batches.items():
-            for name, members in batches:
-                if not want(name):
-                    continue
+        names: dict[str, list[str]] = {}
+        for split, ms in self.ordered.items():
+            names[split] = []
+            mine = [(p, m) for p, m in enumerate(ms) if want(f"{split}/{m.cls}/{m.stem}", m.size)]
+            for name, batch in self._batch(split, mine):
+                names[split].append(name)
                 yield RecordingTask(
                     name=name,
                     context={
                         "split": split,
-                        "members": [(m.container, m.name, m.cls, m.stem, label[m.cls], m.entry) for m in members],
+                        "members": [(m.container, m.name, m.cls, m.stem, label[m.cls], m.entry) for _, m in batch],
                     },
+                    places=[p for p, _ in batch],
                 )
+        self._names = names
 
     def known_order(self) -> dict[str, list[str]] | None:
-        """Split → batch names in shard order (known from the start)."""
-        return {split: [name for name, _ in batches] for split, batches in self.batches.items()}
+        """Split → this run's batch names in shard order (known once :meth:`recordings` has run)."""
+        return self._names
 
     def order(self) -> dict[str, list[str]]:
         """As :meth:`known_order`; also waits for the md5 check and raises on a mismatch."""

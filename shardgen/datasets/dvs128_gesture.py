@@ -224,7 +224,7 @@ class GestureSource(SourceBase):
                         yield self._task(stem, pending.pop(stem), None, labels[stem])
                 elif base.endswith(".aedat"):
                     stem = base[: -len(".aedat")]
-                    if not want(stem):
+                    if not want(stem, size):
                         continue
                     if size > MAX_RECORDING_BYTES:  # a gzip bomb must not be read into memory
                         raise DatasetError(
@@ -255,11 +255,13 @@ class GestureSource(SourceBase):
                 raise DatasetError(f"{path}: missing (the split list of DVS128 Gesture)")
             self._trials[split] = _parse_trials(path.read_bytes(), str(path))
         listed = {s for stems in self._trials.values() for s in stems}
-        for stem in (s for split in SPLIT_LISTS for s in self._trials[split] if want(s)):
+        for stem in (s for split in SPLIT_LISTS for s in self._trials[split]):
             aedat, csv = folder / f"{stem}.aedat", folder / f"{stem}_labels.csv"
             for need in (aedat, csv):
                 if not need.is_file():
                     raise DatasetError(f"{need}: missing (listed in the split lists)")
+            if not want(stem, aedat.stat().st_size):
+                continue
             self.provenance.append({"file": f"DvsGesture/{stem}.aedat", "size": str(aedat.stat().st_size)})
             yield self._task(stem, None, str(aedat), csv.read_bytes())
         self.skipped.extend(

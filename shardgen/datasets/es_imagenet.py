@@ -174,6 +174,10 @@ class VolumeSource(FileListSource):
         self._order: dict[str, list[str]] | None = None
         self.batch_files, self.batch_bytes = 128, 32 << 20
 
+    def listing(self) -> list[tuple[str, int]] | None:
+        """Not known before the volumes are read: jobs take the files as the archive yields them."""
+        return None
+
     def _scan_vallabel(self) -> dict[str, int]:
         """First pass, only when RAW has no ``vallabel.txt``: find the one in the archive."""
         for member, _, data in iter_volumes(self.volumes, MAX_SAMPLE_FILE_BYTES):
@@ -188,7 +192,8 @@ class VolumeSource(FileListSource):
         except ArchiveError as exc:
             raise DatasetError(str(exc)) from None
         order: dict[str, list[str]] = {s: [] for s in SPLITS}
-        current: dict[str, list[tuple[Item, bytes]]] = {s: [] for s in SPLITS}
+        current: dict[str, list[tuple[int, Item, bytes]]] = {s: [] for s in SPLITS}
+        place = dict.fromkeys(SPLITS, 0)  # each file's place in its split, in archive order (all jobs' files)
         size = dict.fromkeys(SPLITS, 0)
         seen: dict[tuple[str, str], str] = {}
 
@@ -198,10 +203,9 @@ class VolumeSource(FileListSource):
                 return None
             name = f"{split}/{len(order[split]):06d}"
             order[split].append(name)
-            if not want(name):
-                return None
-            return RecordingTask(name=name, context={"split": split, "items": [it for it, _ in batch],
-                                                     "data": {it.key: d for it, d in batch}})
+            return RecordingTask(name=name, context={"split": split, "items": [it for _, it, _ in batch],
+                                                     "data": {it.key: d for _, it, d in batch}},
+                                 places=[p for p, _, _ in batch])
 
         try:
             for member, n, data in iter_volumes(self.volumes, MAX_SAMPLE_FILE_BYTES):
@@ -217,10 +221,13 @@ class VolumeSource(FileListSource):
                                        f"same sample key {key!r} in split {split!r}")
                 seen[(split, key)] = str(member)
                 item = Item(key, LABEL[cls], cls, split, f"{self.volumes[0].name}:{member}", f"{key}.npz", n)
+                place[split] += 1
+                if not want(f"{split}/{key}", n):  # another job's file (assigned as the archive is read)
+                    continue
                 if current[split] and (len(current[split]) >= self.batch_files or size[split] + n > self.batch_bytes):
                     if task := flush(split):
                         yield task
-                current[split].append((item, data))
+                current[split].append((place[split] - 1, item, data))
                 size[split] += n
         except ArchiveError as exc:
             raise DatasetError(str(exc)) from None

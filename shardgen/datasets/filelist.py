@@ -231,8 +231,8 @@ class FileListSource(SourceBase):
             self._md5 = Md5Check(list(self.md5_jobs))
         elif self.md5_jobs:
             self.provenance.extend({"file": p.name, "md5": "not checked"} for p, _ in self.md5_jobs)
-        self.batches = batch_items(self.items, self.split_names, self.batch_files, self.batch_bytes)
-        self._names = {split: [name for name, _ in batches] for split, batches in self.batches.items()}
+        self.ordered = order_items(self.items, self.split_names)
+        self._names: dict[str, list[str]] | None = None
 
     def split_rule(self) -> dict[str, Any]:
         """How the samples were split, as recorded in ``index.json``."""
@@ -242,15 +242,24 @@ class FileListSource(SourceBase):
         """Extra splits made of others' shards."""
         return dict(self.view_splits)
 
+    def listing(self) -> list[tuple[str, int]] | None:
+        """Every sample file ``(<split>/<key>, size)``: jobs balance over the files, not the batches."""
+        return [(f"{split}/{it.key}", it.size) for split, items in self.ordered.items() for it in items]
+
     def recordings(self, stage: Stage = read_all, want: Want = want_all) -> Iterator[RecordingTask]:
-        """One task per batch of files, in shard order; workers read the files themselves."""
-        for split, batches in self.batches.items():
-            for name, items in batches:
-                if want(name):
-                    yield RecordingTask(name=name, context={"split": split, "items": items})
+        """One task per batch of the wanted files, in shard order; workers read the files themselves."""
+        names: dict[str, list[str]] = {}
+        for split, items in self.ordered.items():
+            names[split] = []
+            mine = [(p, it) for p, it in enumerate(items) if want(f"{split}/{it.key}", it.size)]
+            for name, batch in batch_items(split, mine, self.batch_files, self.batch_bytes):
+                names[split].append(name)
+                yield RecordingTask(name=name, context={"split": split, "items": [it for _, it in batch]},
+                                    places=[p for p, _ in batch])
+        self._names = names
 
     def known_order(self) -> dict[str, list[str]] | None:
-        """Split → batch names in shard order (known from the start)."""
+        """Split → this run's batch names in shard order (known once :meth:`recordings` has run)."""
         return self._names
 
     def order(self) -> dict[str, list[str]]:
@@ -271,13 +280,9 @@ class FileListSource(SourceBase):
             self.inner.close()
 
 
-def batch_items(items: list[Item], split_names: tuple[str, ...], batch_files: int, batch_bytes: int
-                ) -> dict[str, list[tuple[str, list[Item]]]]:
-    """Split → batches ``(name, items)`` sorted by (label, key); a duplicate key in a split is an error.
-
-    A batch may span classes (ES-ImageNet has 1000, often a few samples each): one task per batch, not per class.
-    """
-    out: dict[str, list[tuple[str, list[Item]]]] = {s: [] for s in split_names}
+def order_items(items: list[Item], split_names: tuple[str, ...]) -> dict[str, list[Item]]:
+    """Split → items sorted by (label, key), the shard order; a duplicate key in a split is an error."""
+    out: dict[str, list[Item]] = {s: [] for s in split_names}
     seen: dict[tuple[str, str], Item] = {}
     for it in items:
         if it.split not in out:
@@ -288,17 +293,27 @@ def batch_items(items: list[Item], split_names: tuple[str, ...], batch_files: in
             raise DatasetError(f"{it.container or it.name}: {it.name!r} and {other.name!r} give the same sample key "
                                f"{it.key!r} in split {it.split!r}")
         seen[(it.split, it.key)] = it
-    for split in split_names:
-        current: list[Item] = []
-        size = 0
-        for it in sorted((i for i in items if i.split == split), key=lambda i: (i.label, i.key)):
-            if current and (len(current) >= batch_files or size + it.size > batch_bytes):
-                out[split].append((f"{split}/{len(out[split]):06d}", current))
-                current, size = [], 0
-            current.append(it)
-            size += it.size
-        if current:
-            out[split].append((f"{split}/{len(out[split]):06d}", current))
+        out[it.split].append(it)
+    return {split: sorted(its, key=lambda i: (i.label, i.key)) for split, its in out.items()}
+
+
+def batch_items(split: str, items: list[tuple[int, Item]], batch_files: int, batch_bytes: int
+                ) -> list[tuple[str, list[tuple[int, Item]]]]:
+    """Batches ``(name, [(place, item)])`` of one split's items, in their order, bounded by files and bytes.
+
+    A batch may span classes (ES-ImageNet has 1000, often a few samples each): one task per batch, not per class.
+    """
+    out: list[tuple[str, list[tuple[int, Item]]]] = []
+    current: list[tuple[int, Item]] = []
+    size = 0
+    for pi in items:
+        if current and (len(current) >= batch_files or size + pi[1].size > batch_bytes):
+            out.append((f"{split}/{len(out):06d}", current))
+            current, size = [], 0
+        current.append(pi)
+        size += pi[1].size
+    if current:
+        out.append((f"{split}/{len(out):06d}", current))
     return out
 
 

@@ -174,7 +174,7 @@ class HeidelbergSource(SourceBase):
         for split, tasks in self._tasks().items():
             speakers = self.infos[split].speakers
             for name, start, stop in tasks:
-                if want(name):
+                if want(name, stop - start):  # rows: a block's share of the file
                     context = {"split": split, "path": self.files[split], "start": start, "stop": stop,
                                "classes": self.classes, "file": f"{self.ds.prefix}_{split}.h5",
                                "speakers": None if speakers is None else speakers[start:stop].tolist()}
