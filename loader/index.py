@@ -5,6 +5,7 @@ No torch and no numpy beyond checking a permutation: ``shardgen`` and the loader
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -80,18 +81,54 @@ def validate_index(index: Any) -> dict[str, Any]:
                 f"index.json: split {split!r}: shards hold {total} samples, index says {info.get('samples')}"
             )
         if "permutation" in info:
-            _check_permutation(info["permutation"], total, split)
+            decode_canonical(info["permutation"], total, split)
     return index
 
 
-def _check_permutation(perm: Any, n: int, split: str) -> None:
-    """A split's ``permutation``: ``{"seed": int, "canonical": [n ints]}``, each of ``0..n-1`` once."""
-    canonical = perm.get("canonical") if isinstance(perm, dict) else None
-    values = np.asarray(canonical if isinstance(canonical, list) else None)
-    if not isinstance(canonical, list) or len(canonical) != n or (n and values.dtype.kind not in "iu"):
-        raise FormatError(f"index.json: split {split!r}: 'permutation' must hold 'canonical', a list of {n} integers")
-    if n and (values.min() < 0 or values.max() >= n or np.bincount(values, minlength=n).max() > 1):
+def encode_canonical(canonical: Any) -> str:
+    """A permutation as it is stored: base64 of little-endian uint32 (one JSON string, not a list of ints)."""
+    return base64.b64encode(np.asarray(canonical, dtype="<u4").tobytes()).decode("ascii")
+
+
+def decode_canonical(perm: Any, n: int, split: str) -> np.ndarray:
+    """The int64 ``canonical`` array of a split's ``permutation`` of ``n`` samples, checked: each of ``0..n-1`` once.
+
+    Raises
+    ------
+    FormatError
+        Not base64 of ``n`` little-endian uint32, or not a permutation (names the split).
+    """
+    text = perm.get("canonical") if isinstance(perm, dict) else None
+    try:
+        raw = base64.b64decode(text, validate=True) if isinstance(text, str) else None
+    except (ValueError, TypeError):
+        raw = None
+    if raw is None or len(raw) != 4 * n:
+        raise FormatError(f"index.json: split {split!r}: 'permutation' must hold 'canonical', base64 of {n} "
+                          "little-endian uint32")
+    values = np.frombuffer(raw, dtype="<u4").astype(np.int64)
+    if n and (values.max() >= n or np.bincount(values, minlength=n).max() > 1):
         raise FormatError(f"index.json: split {split!r}: 'permutation' is not a permutation of 0..{n - 1}")
+    return values
+
+
+def permutation_entry(seed: int | None, canonical: Any) -> dict[str, Any]:
+    """A split's ``permutation`` field: stored position ``j`` holds the dataset's sample ``canonical[j]``."""
+    return {"seed": seed, "canonical": encode_canonical(canonical)}
+
+
+def view_permutation(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``permutation`` of a view split listing ``parts`` (split entries) one after the other, or ``None``
+    when no part has one (the view's order is then the stored one, too)."""
+    if not any("permutation" in info for info in parts):
+        return None
+    pieces, offset = [], 0
+    for info in parts:
+        n = int(info["samples"])
+        own = decode_canonical(info["permutation"], n, "view") if "permutation" in info else np.arange(n)
+        pieces.append(own + offset)
+        offset += n
+    return permutation_entry(None, np.concatenate(pieces) if pieces else np.zeros(0, np.int64))
 
 
 def is_int(v: Any) -> bool:

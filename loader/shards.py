@@ -48,6 +48,7 @@ from loader.errors import (
     StorageError,
 )
 from loader.format import INDEX_NAME, loads_index
+from loader.index import decode_canonical
 from loader.retry import call_with_retries, is_transient
 
 __all__ = [
@@ -161,10 +162,6 @@ class ShardSet:
         self.url = url
         self.base = base
         self.index = index
-        for info in index.get("splits", {}).values():  # 8 bytes a sample instead of a list of int objects (~36)
-            perm = info.get("permutation") if isinstance(info, dict) else None
-            if isinstance(perm, dict) and isinstance(perm.get("canonical"), list):
-                perm["canonical"] = np.asarray(perm["canonical"], dtype=np.int64)
         self.storage_options = dict(storage_options or {})
         self.retries = int(retries)
         self.backoff = float(backoff)
@@ -260,7 +257,7 @@ class ShardSet:
             perm = self.index["splits"][split].get("permutation")
             if perm is None:
                 return i
-            canonical = np.asarray(perm["canonical"], dtype=np.int64)
+            canonical = decode_canonical(perm, int(self.index["splits"][split]["samples"]), split)
             inverse = np.empty_like(canonical)
             inverse[canonical] = np.arange(len(canonical), dtype=np.int64)
             self._stored_at[split] = inverse

@@ -29,6 +29,7 @@ import numpy as np
 
 from loader.allocator import keep_freed_memory
 from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, TIME_UNIT, encode_sample, format_version, new_compressor
+from loader.index import permutation_entry, view_permutation
 from shardgen import jobs
 from shardgen.balance import JobShare
 from shardgen.cleanup import clean_up
@@ -404,7 +405,7 @@ class _Assembler:
             writer.add(frames.read(res.part, res.offsets[k], res.sizes[k]), res.events[k])
         info = writer.close()
         if perm is not None:
-            info["permutation"] = {"seed": self.order_seed, "canonical": perm.tolist()}
+            info["permutation"] = permutation_entry(self.order_seed, perm)
         if self.record_order:
             info["dataset_order"] = self._dataset_order(split, recordings)
         return info
@@ -479,14 +480,9 @@ def _add_views(index: dict[str, Any], src: Source) -> None:
             "shards": shards,
             "view_of": list(parts),
         }
-        if any("permutation" in index["splits"][part] for part in parts):  # the parts' orders one after the other
-            canonical: list[int] = []
-            for part in parts:
-                info = index["splits"][part]
-                own = info["permutation"]["canonical"] if "permutation" in info else range(info["samples"])
-                offset = len(canonical)
-                canonical.extend(offset + c for c in own)
-            index["splits"][name]["permutation"] = {"seed": None, "canonical": canonical}
+        view = view_permutation([index["splits"][part] for part in parts])
+        if view is not None:  # the parts' orders one after the other
+            index["splits"][name]["permutation"] = view
 
 
 def _summary(

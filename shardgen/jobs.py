@@ -24,6 +24,7 @@ import numpy as np
 
 from loader.errors import ConfigurationError, EventshardError
 from loader.format import INDEX_NAME, FormatError, dumps_index, loads_index
+from loader.index import decode_canonical, permutation_entry, view_permutation
 from loader.shards import open_shard_set
 
 _JOB_DIR = re.compile(r"^job-(\d{4})-of-(\d{4})$")
@@ -158,7 +159,7 @@ def _merge_indexes(indexes: list[dict[str, Any]], out: str) -> dict[str, Any]:
         canonical = _merged_canonical([ix["splits"][split] for ix in indexes], f"{out}: split {split!r}")
         if canonical is not None:
             seeds = {ix["splits"][split].get("permutation", {}).get("seed") for ix in indexes}
-            splits[split]["permutation"] = {"seed": seeds.pop() if len(seeds) == 1 else None, "canonical": canonical}
+            splits[split]["permutation"] = permutation_entry(seeds.pop() if len(seeds) == 1 else None, canonical)
     for split, info0 in first["splits"].items():  # views (``all`` = train + test): the merged parts again
         if "view_of" in info0:
             splits[split] = _view(splits, info0["view_of"])
@@ -170,7 +171,7 @@ def _merge_indexes(indexes: list[dict[str, Any]], out: str) -> dict[str, Any]:
     return merged
 
 
-def _merged_canonical(parts: list[dict[str, Any]], where: str) -> list[int] | None:
+def _merged_canonical(parts: list[dict[str, Any]], where: str) -> np.ndarray | None:
     """The merged split's ``canonical`` (stored position → place in the dataset's order over the whole split).
 
     Each part records, in its own dataset order, the places of its input units in the whole split's
@@ -199,10 +200,10 @@ def _merged_canonical(parts: list[dict[str, Any]], where: str) -> list[int] | No
         local_start = np.concatenate([[0], np.cumsum(c)[:-1]]) if c.size else c
         global_of_local = start[first:first + c.size][unit] + (np.arange(n) - local_start[unit])
         perm = p.get("permutation")
-        stored = np.asarray(perm["canonical"], dtype=np.int64) if perm else np.arange(n)
+        stored = decode_canonical(perm, n, where) if perm else np.arange(n)
         out.append(global_of_local[stored])
         first += c.size
-    return np.concatenate(out).tolist() if out else []
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def _view(splits: dict[str, Any], parts: list[str]) -> dict[str, Any]:
@@ -215,14 +216,9 @@ def _view(splits: dict[str, Any], parts: list[str]) -> dict[str, Any]:
         "shards": shards,
         "view_of": list(parts),
     }
-    if any("permutation" in splits[part] for part in parts):
-        canonical: list[int] = []
-        for part in parts:
-            info = splits[part]
-            own = info["permutation"]["canonical"] if "permutation" in info else range(info["samples"])
-            offset = len(canonical)
-            canonical.extend(offset + c for c in own)
-        view["permutation"] = {"seed": None, "canonical": canonical}
+    permutation = view_permutation([splits[part] for part in parts])
+    if permutation is not None:
+        view["permutation"] = permutation
     return view
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -135,9 +136,16 @@ def in_dataset_order(stored: list[Any], split_info: dict[str, Any]) -> list[Any]
     if perm is None:
         return list(stored)
     out: list[Any] = [None] * len(stored)
-    for j, c in enumerate(perm["canonical"]):
+    for j, c in enumerate(canonical_of(split_info)):
         out[c] = stored[j]
     return out
+
+
+def canonical_of(split_info: dict[str, Any]) -> list[int]:
+    """A split's stored ``permutation.canonical``, decoded as docs/FORMAT.md describes it (base64 of
+    little-endian uint32), independently of ``loader.index``."""
+    raw = base64.b64decode(split_info["permutation"]["canonical"])
+    return [int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw), 4)]
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from loader import EventShardDataset
 from loader.datasets import ASLDVS, CIFAR10DVS, NMNIST, DVS128Gesture, NCaltech101
 from loader.shards import ShardSet
 from shardgen.convert import convert
-from tests.conftest import in_dataset_order
+from tests.conftest import canonical_of, in_dataset_order
 from tests.gen_dvsgesture import write_gesture_download
 
 T = 8
@@ -164,7 +164,7 @@ def test_getitem_reads_one_byte_range(gesture, monkeypatch):
     shards = index["splits"]["train"]["shards"]
     assert len(shards) > 2
     stored = shards[0]["samples"] + shards[1]["samples"] + 1  # sample 1 of the third shard
-    ds[index["splits"]["train"]["permutation"]["canonical"][stored]]  # the dataset's sample stored there
+    ds[canonical_of(index["splits"]["train"])[stored]]  # the dataset's sample stored there
     offs = shards[2]["offsets"]
     assert reads == [(shards[2]["file"], offs[1], offs[2])]
 

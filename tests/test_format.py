@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import io
@@ -520,3 +521,24 @@ def test_fast_tar_header_is_what_tarfile_writes(name, size):
     from loader.format import _fast_tar_header, _tar_header
 
     assert _fast_tar_header(name, size) == _tar_header(name, size)
+
+
+@pytest.mark.parametrize("canonical", [
+    "not base64!",
+    base64.b64encode(np.asarray([0, 1], "<u4").tobytes()).decode(),  # too short
+    None,  # filled below: a repeated position
+    [0, 1, 2],  # a JSON list is not the stored form
+])
+def test_index_refuses_a_bad_permutation(small_shard_set, canonical):
+    path, _ = small_shard_set
+    index = json.loads((path / F.INDEX_NAME).read_text())
+    n = index["splits"]["test"]["samples"]
+    if canonical is None:
+        canonical = base64.b64encode(np.asarray([0] * n, "<u4").tobytes()).decode()
+    index["splits"]["test"]["permutation"] = {"seed": 0, "canonical": canonical}
+    with pytest.raises(F.FormatError, match="split 'test': 'permutation'"):
+        F.validate_index(index)
+    good = np.random.default_rng(0).permutation(n)
+    stored = base64.b64encode(good.astype("<u4").tobytes()).decode()
+    index["splits"]["test"]["permutation"] = {"seed": 0, "canonical": stored}
+    assert F.validate_index(index) is index

@@ -24,7 +24,7 @@ from loader.shards import open_shard_set
 from shardgen.cli import main
 from shardgen.datasets import dvs128_gesture
 from shardgen.datasets.base import RecordingTask
-from tests.conftest import in_dataset_order
+from tests.conftest import canonical_of, in_dataset_order
 from tests.gen_dvsgesture import (
     GESTURE_MAPPING,
     LICENSE_TEXT,
@@ -219,7 +219,7 @@ def test_event_dataset_reads_the_same(converted, converted_samples):
         ds = EventShardDataset(converted[0], split=split, data_type="event", shuffle=False, return_key=True)
         items = list(ds)
         assert len(ds) == len(items) == len(converted_samples[split])
-        canonical = json.loads((converted[0] / "index.json").read_text())["splits"][split]["permutation"]["canonical"]
+        canonical = canonical_of(json.loads((converted[0] / "index.json").read_text())["splits"][split])
         stored = [converted_samples[split][c] for c in canonical]  # stored position j holds sample canonical[j]
         for (ev, label, key), (k2, ev2, meta) in zip(items, stored, strict=True):
             assert key == k2
@@ -276,7 +276,7 @@ def test_zstd_tar_lists_member_pairs(converted, converted_samples):
         tar_bytes = subprocess.run(["zstd", "-dc", str(out / shard["file"])], capture_output=True, check=True).stdout
         listing = subprocess.run(["tar", "t"], input=tar_bytes, capture_output=True, check=True)
         names = listing.stdout.decode().splitlines()
-        canonical = index["splits"][split]["permutation"]["canonical"]
+        canonical = canonical_of(index["splits"][split])
         keys = [converted_samples[split][c][0] for c in canonical[: shard["samples"]]]
         assert names == [n for k in keys for n in (f"{k}.events.msgpack", f"{k}.label.msgpack")]
         assert listing.stderr == b""
