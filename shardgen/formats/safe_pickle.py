@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 from collections.abc import Callable
 from tokenize import TokenError
 from typing import Any
@@ -152,7 +153,12 @@ class _Machine:
         func = self.pop()
         if id(func) not in _CALLABLE or not isinstance(args, tuple):
             raise _Refused(f"refused: REDUCE of {func!r}")
-        self.stack.append(func(*args))
+        with warnings.catch_warnings():  # numpy's own complaints about odd arguments refuse the file too
+            warnings.simplefilter("error")
+            try:
+                self.stack.append(func(*args))
+            except Warning as exc:
+                raise _Refused(f"refused: {func!r}{args!r}: {exc}") from None
 
     def build(self) -> None:
         state = self.pop()
