@@ -31,7 +31,6 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
 import fsspec
@@ -50,6 +49,7 @@ from loader.errors import (
 from loader.format import INDEX_NAME, loads_index
 from loader.index import decode_canonical
 from loader.retry import call_with_retries, is_transient
+from loader.stats import ReadStats
 
 __all__ = [
     "READ_BLOCK", "ON_ERROR", "ReadStats", "ShardSet", "open_shard_set", "call_with_retries", "is_transient",
@@ -66,36 +66,6 @@ T = TypeVar("T")
 
 class _ShortRead(OSError):
     """Fewer (or more) bytes came back than asked for: retried like a dropped connection."""
-
-
-@dataclass
-class ReadStats:
-    """What reading a shard set cost and what it had to leave out.
-
-    Attributes
-    ----------
-    retries : int
-        Reads (and size/index requests) retried after a transient error.
-    skipped_shards : list of str
-        URLs of the shards skipped with ``on_error="skip"`` (one entry per skipped read run).
-    skipped_samples : int
-        Samples those skips left out (the ones not yielded before the failure).
-    bytes_read : int
-        Compressed bytes read from the shard set's storage (downloads into the cache included; reads
-        the cache serves are not).
-    cache_hits, cache_misses : int
-        Shards opened from the cache folder / downloaded into it.
-    requests : int
-        Requests sent to the storage for shards: size checks and reads, retries included.
-    """
-
-    retries: int = 0
-    skipped_shards: list[str] = field(default_factory=list)
-    skipped_samples: int = 0
-    bytes_read: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-    requests: int = 0
 
 
 HTTP_READ_TIMEOUT = 60.0
