@@ -153,7 +153,6 @@ class ShardSetOutput:
     def __init__(self, out: str | os.PathLike[str]):
         self.out = os.fspath(out)
         self.local = _is_local(self.out)
-        self.written: list[str] = []
         self._writers: list[ShardWriter] = []
         self.committed = False
         self._uploading = False
@@ -231,7 +230,7 @@ class ShardSetOutput:
 
     def writer(self, split: str, shard_size: int = DEFAULT_SHARD_SIZE) -> ShardWriter:
         """A :class:`ShardWriter` for ``split``, writing into the staging folder."""
-        writer = ShardWriter(self.stage, split, shard_size, self.written)
+        writer = ShardWriter(self.stage, split, shard_size)
         self._writers.append(writer)
         return writer
 

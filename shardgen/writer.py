@@ -157,10 +157,6 @@ class ShardWriter:
     shard_size : int
         Target compressed bytes per shard; a shard is closed before a sample that would pass it
         (a shard always holds at least one sample).
-    written : list of str, optional
-        Where the names of finished shards are appended.
-    journal : Journal, optional
-        Where each shard's name is written down before it gets that name (see the module doc).
     """
 
     def __init__(
@@ -168,8 +164,6 @@ class ShardWriter:
         folder: Path,
         split: str,
         shard_size: int = DEFAULT_SHARD_SIZE,
-        written: list[str] | None = None,
-        journal: Journal | None = None,
     ):
         if shard_size <= 0:
             raise ConfigurationError("shard_size must be positive")
@@ -180,8 +174,6 @@ class ShardWriter:
         self.samples = 0
         self.events = 0
         self._cur: _OpenShard | None = None
-        self._written = written if written is not None else []
-        self._journal = journal
 
     def add(self, frame: bytes | memoryview, n_events: int) -> None:
         """Append one sample's compressed frame holding ``n_events`` events."""
@@ -241,10 +233,7 @@ class ShardWriter:
         cur.fh.flush()
         os.fsync(cur.fh.fileno())
         cur.fh.close()
-        if self._journal is not None:
-            self._journal.add(cur.name)  # before the name exists: a rerun after a kill removes it
         os.replace(cur.path, self.folder / cur.name)
-        self._written.append(cur.name)
         crash_point("shard")
         self.shards.append(
             {

@@ -211,10 +211,6 @@ class Source(Protocol):
         """Yield the recordings in the order they are stored (may raise :class:`DatasetError`)."""
         ...
 
-    def known_order(self) -> dict[str, list[str]] | None:
-        """Split → recording names in shard order, as soon as known (else ``None``)."""
-        ...
-
     def order(self) -> dict[str, list[str]]:
         """After :meth:`recordings` is exhausted: split → recording names in shard order."""
         ...

@@ -471,14 +471,10 @@ class ClassFolderSource(SourceBase):
                 )
         self._names = names
 
-    def known_order(self) -> dict[str, list[str]] | None:
-        """Split → this run's batch names in shard order (known once :meth:`recordings` has run)."""
-        return self._names
-
     def order(self) -> dict[str, list[str]]:
-        """As :meth:`known_order`; also waits for the md5 check and raises on a mismatch."""
+        """Split → this run's batch names in shard order; also waits for the md5 check and raises on a mismatch."""
         self.finish_md5()
-        return self.known_order() or {}
+        return self._names or {}
 
     def finish_md5(self) -> None:
         """Wait for the background md5 check; record it; :class:`DatasetError` on a mismatch."""

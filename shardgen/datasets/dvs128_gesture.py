@@ -270,19 +270,12 @@ class GestureSource(SourceBase):
             if p.stem not in listed
         )
 
-    def known_order(self) -> dict[str, list[str]] | None:
-        """The order once both trials lists have been read, else ``None``."""
-        if all(split in self._trials for split in SPLIT_LISTS):
-            return {split: list(self._trials[split]) for split in SPLIT_LISTS}
-        return None
-
     def order(self) -> dict[str, list[str]]:
         """Split → recording stems in the order of the trials lists (an error if one was not found)."""
-        order = self.known_order()
-        if order is None:
-            missing = [fname for split, fname in SPLIT_LISTS.items() if split not in self._trials]
+        missing = [fname for split, fname in SPLIT_LISTS.items() if split not in self._trials]
+        if missing:
             raise DatasetError(f"{self.archive or self.folder}: no {missing[0]} found")
-        return order
+        return {split: list(self._trials[split]) for split in SPLIT_LISTS}
 
 
 def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> GestureSource:

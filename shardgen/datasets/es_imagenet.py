@@ -236,10 +236,6 @@ class VolumeSource(FileListSource):
                 yield task
         self._order = order
 
-    def known_order(self) -> dict[str, list[str]] | None:
-        """Known once the volumes have been read."""
-        return self._order
-
     def order(self) -> dict[str, list[str]]:
         """Split → batch names in archive order (after the md5 check)."""
         self.finish_md5()

@@ -258,14 +258,11 @@ class FileListSource(SourceBase):
                                     places=[p for p, _ in batch])
         self._names = names
 
-    def known_order(self) -> dict[str, list[str]] | None:
-        """Split → this run's batch names in shard order (known once :meth:`recordings` has run)."""
-        return self._names
-
     def order(self) -> dict[str, list[str]]:
-        """As :meth:`known_order`, after the md5 check (:class:`DatasetError` on a mismatch)."""
+        """Split → this run's batch names in shard order, after the md5 check (:class:`DatasetError` on a
+        mismatch)."""
         self.finish_md5()
-        return self.known_order() or {}
+        return self._names or {}
 
     def finish_md5(self) -> None:
         """Wait for the background md5 check; record it; :class:`DatasetError` on a mismatch."""

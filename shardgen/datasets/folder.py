@@ -461,17 +461,13 @@ class FolderSource(SourceBase):
                 if want(task.name, os.path.getsize(task.path) if task.path else 0):
                     yield task
 
-    def known_order(self) -> dict[str, list[str]] | None:
-        """Split → task names in shard order (known from the start)."""
-        return {split: [t.name for t in tasks] for split, tasks in self._tasks.items()}
-
     def listing(self) -> list[tuple[str, int]] | None:
         """Every task (a recording, or its part in one split) with its file's size: jobs balance over these."""
         return [(t.name, os.path.getsize(t.path) if t.path else 0) for tasks in self._tasks.values() for t in tasks]
 
     def order(self) -> dict[str, list[str]]:
-        """As :meth:`known_order`."""
-        return self.known_order() or {}
+        """Split → task names in shard order (known from the start)."""
+        return {split: [t.name for t in tasks] for split, tasks in self._tasks.items()}
 
     def views(self) -> dict[str, list[str]]:
         """``all`` = train + test under a ratio rule; none for a CSV split column."""

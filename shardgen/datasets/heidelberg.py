@@ -180,13 +180,9 @@ class HeidelbergSource(SourceBase):
                                "speakers": None if speakers is None else speakers[start:stop].tolist()}
                     yield RecordingTask(name=name, context=context)
 
-    def known_order(self) -> dict[str, list[str]] | None:
+    def order(self) -> dict[str, list[str]]:
         """Split → task names in shard order (known from the start)."""
         return {split: [name for name, _, _ in tasks] for split, tasks in self._tasks().items()}
-
-    def order(self) -> dict[str, list[str]]:
-        """As :meth:`known_order`."""
-        return self.known_order() or {}
 
     def close(self) -> None:
         """Remove the inflated copies."""

@@ -38,6 +38,14 @@ def _key_bits(n_pixels: int, n: int, extra: int) -> int:
     return bits
 
 
+def _sorted_keys(pixel: np.ndarray, n_pixels: int, n: int, extra: int) -> tuple[np.ndarray, int]:
+    """Keys ``pixel << bits | position``, sorted (events by pixel, then in array order), and ``bits``."""
+    bits = _key_bits(n_pixels, n, extra)
+    keys = (pixel << bits) | np.arange(n, dtype=np.int64)
+    keys.sort()
+    return keys, bits
+
+
 def _memory_plus(t: np.ndarray, offset: float) -> np.ndarray:
     """``t + offset`` as tonic stores it in its float64 ``timestamp_memory``."""
     if isinstance(offset, (int, np.integer)) and t.dtype.kind in "iu":
@@ -80,9 +88,7 @@ def denoise(events: Mapping[str, np.ndarray], filter_time: float) -> Events:
     if n == 0:
         return take(events, np.zeros(0, dtype=np.intp))
     pixel, width, height = _grid(events, "Denoise", with_y=True)
-    bits = _key_bits(width * height + height, n, 1)
-    keys = (pixel << bits) | np.arange(n, dtype=np.int64)
-    keys.sort()  # (pixel, position) order: "sorted order" below
+    keys, bits = _sorted_keys(pixel, width * height + height, n, 1)  # "sorted order" below
     order = keys & ((1 << bits) - 1)
     pix = keys >> bits
     t = events["t"][order]
@@ -152,8 +158,7 @@ def refractory_period(events: Mapping[str, np.ndarray], delta: float) -> Events:
     if n == 0:
         return take(events, np.zeros(0, dtype=np.intp))
     pixel, width, height = _grid(events, "RefractoryPeriod", with_y="y" in events)
-    bits = _key_bits(width * height, n, 0)
-    order = np.sort((pixel << bits) | np.arange(n, dtype=np.int64))
+    order, bits = _sorted_keys(pixel, width * height, n, 0)
     same = (order[1:] >> bits) == (order[:-1] >> bits)
     order &= (1 << bits) - 1
     t_sorted = events["t"][order].astype(np.float64)
