@@ -417,7 +417,15 @@ def sample_tar(key: str, events: bytes, label: bytes) -> bytes:
 
 
 def split_sample_tar(buf: bytes) -> tuple[str, bytes, bytes]:
-    """Parse the tar members of one sample into ``(key, events_payload, label_payload)``."""
+    """Parse the tar members of one sample into ``(key, events_payload, label_payload)``.
+
+    The payloads may be read-only views into ``buf`` (no copies): the common layout, two plain ustar
+    members and nothing else, is parsed header by header with :meth:`tarfile.TarInfo.frombuf`; anything
+    else goes through :func:`tarfile.open`, which gives the same result or the error.
+    """
+    fast = _two_plain_members(buf)
+    if fast is not None:
+        return _sample_members(fast)
     members: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(buf), mode="r:") as tf:
@@ -428,6 +436,35 @@ def split_sample_tar(buf: bytes) -> tuple[str, bytes, bytes]:
                 members[info.name] = f.read() if f is not None else b""
     except tarfile.TarError as exc:
         raise FormatError(f"sample is not a valid tar stream ({exc})") from None
+    return _sample_members(members)
+
+
+def _two_plain_members(buf: bytes) -> dict[str, memoryview] | None:
+    """The two members of a sample laid out as the writer lays them out (two ustar headers, each followed
+    by its data padded to a block, and the end of ``buf``), as views; ``None`` for any other layout."""
+    view = memoryview(buf)
+    members: dict[str, memoryview] = {}
+    off = 0
+    for _ in range(2):
+        if off + TAR_BLOCK > len(view) or view[off + 156] not in _PLAIN_TYPES:
+            return None
+        try:
+            info = tarfile.TarInfo.frombuf(bytes(view[off : off + TAR_BLOCK]), "utf-8", "surrogateescape")
+        except tarfile.TarError:
+            return None
+        start = off + TAR_BLOCK
+        off = start + info.size + (-info.size) % TAR_BLOCK
+        if not info.isreg() or off > len(view) or info.name in members:
+            return None
+        members[info.name] = view[start : start + info.size]
+    return members if off == len(view) else None
+
+
+_PLAIN_TYPES = frozenset((tarfile.REGTYPE[0], tarfile.AREGTYPE[0]))  # type flags of a plain regular file
+
+
+def _sample_members(members: Mapping[str, bytes | memoryview]) -> tuple[str, Any, Any]:
+    """``(key, events, label)`` of a sample's members: one events and one label member of one key."""
     ev = [n for n in members if n.endswith(EVENTS_SUFFIX)]
     if len(members) != 2 or len(ev) != 1:
         raise FormatError(f"sample must hold one events and one label member, got {sorted(members)}")

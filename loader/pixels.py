@@ -169,13 +169,14 @@ def integrate_pixel_segments(pix: np.ndarray, h: int, w: int, j_l: np.ndarray, j
         return out.reshape(0, 2, h, w)
     if j_l[0] < 0 or j_r[-1] > len(pix) or np.any(j_l > j_r) or np.any(j_r[:-1] > j_l[1:]):
         raise ValueError("segments must satisfy 0 <= j_l[i] <= j_r[i] <= j_l[i+1] and j_r[-1] <= len(x)")
-    lo, hi = int(j_l[0]), int(j_r[-1])
-    if hi > lo and int(pix[lo:hi].max()) >= bins:
-        raise ValueError(f"pixel indices must lie in [0, {bins}) for a {h}x{w} sensor, found {int(pix[lo:hi].max())}")
     counts32 = np.empty(bins, np.int32)  # int64 -> int32 -> float32 is faster than int64 -> float32
     for i, (a, b) in enumerate(zip(j_l.tolist(), j_r.tolist(), strict=True)):
         if b > a:
-            np.copyto(counts32, np.bincount(pix[a:b], minlength=bins), casting="unsafe")
+            counts = np.bincount(pix[a:b], minlength=bins)
+            if counts.size > bins:  # bincount grows past minlength exactly when an index is too large
+                raise ValueError(f"pixel indices must lie in [0, {bins}) for a {h}x{w} sensor, "
+                                 f"found {counts.size - 1}")
+            np.copyto(counts32, counts, casting="unsafe")
             out[i] = counts32
         else:
             out[i] = 0
