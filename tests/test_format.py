@@ -241,6 +241,42 @@ def test_split_sample_tar_rejects(buf):
         F.split_sample_tar(buf)
 
 
+def _members_by_tarfile(buf: bytes) -> tuple[str, bytes, bytes] | None:
+    """The sample's (key, events, label) as the standard library's tar reader sees it; None where it or
+    the sample rules refuse it (reference for the header-by-header fast path)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(buf), mode="r:") as tf:
+            members = {m.name: (m.isreg(), tf.extractfile(m).read() if m.isreg() else b"") for m in tf}
+    except tarfile.TarError:
+        return None
+    names = sorted(members)
+    if len(names) != 2 or not all(ok for ok, _ in members.values()) or not names[0].endswith(".events.msgpack"):
+        return None
+    key = names[0][: -len(".events.msgpack")]
+    if names[1] != key + ".label.msgpack" or ".." in key.split("/") or not key:
+        return None
+    return key, members[names[0]][1], members[names[1]][1]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["k", "3/00012", "x" * 150]), st.binary(max_size=700), st.binary(max_size=40),
+       st.lists(st.tuples(st.integers(0, 2100), st.integers(0, 255)), max_size=3), st.integers(-600, 600))
+def test_split_sample_tar_equals_tarfile(key, events, label, flips, cut):
+    """Valid, corrupted, cut and extended sample tars: the same members as :mod:`tarfile` gives, or an error."""
+    buf = bytearray(F.sample_tar(key, events, label))
+    for pos, value in flips:
+        if pos < len(buf):
+            buf[pos] = value
+    buf = bytes(buf[:cut]) if cut < 0 else bytes(buf) + bytes(cut)
+    want = _members_by_tarfile(buf)
+    if want is None:
+        with pytest.raises(FormatError):
+            F.split_sample_tar(buf)
+    else:
+        got = F.split_sample_tar(buf)
+        assert (got[0], bytes(got[1]), bytes(got[2])) == want
+
+
 def test_sample_frame_round_trip_and_determinism():
     rng = np.random.default_rng(5)
     n = 500
