@@ -132,11 +132,9 @@ def _unplanes(buf: bytes, code: str, n: int, what: str) -> np.ndarray:
 
 
 def format_version(sensor_size: tuple[int, ...] | list[int], packed: bool = True) -> int:
-    """The version a shard set with this sensor is written as: 3 for ``[H, W]`` (1 with ``packed=False``),
-    2 for a 1-D ``[W]``."""
-    if len(sensor_size) == 1:
-        return FORMAT_VERSION_1D
-    return FORMAT_VERSION if packed else FORMAT_VERSION_XYP
+    """The version a shard set with this sensor is written as: :data:`FORMAT_VERSION` for ``[H, W]`` and for
+    a 1-D ``[W]``; 1 for ``[H, W]`` with ``packed=False`` (``x``, ``y``, ``p`` columns, offsets as lists)."""
+    return FORMAT_VERSION if packed or len(sensor_size) == 1 else FORMAT_VERSION_XYP
 
 
 def encode_events(

@@ -283,7 +283,7 @@ class ShardSet:
             return ShardIntegrityError(
                 f"{url}: {size} bytes, the index says {want} ({size - want} bytes too many)", url, offset=want
             )
-        k = bisect.bisect_right(offsets, size) - 1  # the first sample whose frame does not end by byte `size`
+        k = int(np.searchsorted(offsets, size, side="right")) - 1  # the first sample whose frame does not end by `size`
         n = len(offsets) - 1
         if k < n:
             detail = f"truncated: samples {k}..{n - 1} from byte {offsets[k]} on are cut off"
@@ -342,7 +342,7 @@ class ShardSet:
         """Bytes ``[offsets[start], offsets[stop])`` of a shard: the frames of samples start..stop-1."""
         self.check_size(shard, stats)
         offsets = shard["offsets"]
-        return self.read_bytes(shard, offsets[start], offsets[stop], stats)
+        return self.read_bytes(shard, int(offsets[start]), int(offsets[stop]), stats)
 
     def read_shard(self, shard: dict[str, Any], stats: ReadStats | None = None) -> bytes:
         """The whole shard as stored (whatever its size), read :data:`READ_BLOCK` bytes at a time."""
@@ -420,7 +420,7 @@ class ShardSet:
         pending: Future[bytes] | None = None
         try:
             for n, (i, j) in enumerate(blocks):
-                lo, hi = offsets[i], offsets[j]
+                lo, hi = int(offsets[i]), int(offsets[j])
                 try:
                     if self.cache is not None:
                         if fh is None:
@@ -446,8 +446,9 @@ class ShardSet:
                     warnings.warn(f"eventshard: skipped {url}: {why}", stacklevel=2)
                     return
                 view = memoryview(block)
-                for k in range(i, j):
-                    yield view[offsets[k] - lo : offsets[k + 1] - lo]
+                ends = offsets[i : j + 1].tolist()
+                for a, b in zip(ends, ends[1:], strict=False):
+                    yield view[a - lo : b - lo]
         finally:
             if pending is not None:
                 pending.cancel()  # a read already running finishes in the background; its bytes are dropped
@@ -467,15 +468,16 @@ class ShardSet:
         return pool
 
 
-def _blocks(offsets: list[int], start: int, stop: int, block: int | None = None) -> list[tuple[int, int]]:
+def _blocks(offsets: np.ndarray, start: int, stop: int, block: int | None = None) -> list[tuple[int, int]]:
     """Samples ``start..stop-1`` cut into runs ``(i, j)`` of about ``block`` bytes (default :data:`READ_BLOCK`;
-    at least one sample)."""
+    at least one sample); ``offsets`` as :func:`loader.index.decode_offsets` gives them."""
     block = READ_BLOCK if block is None else block
+    ends = np.asarray(offsets[start : stop + 1]).tolist()
     out = []
     i = start
     while i < stop:
         j = i + 1
-        while j < stop and offsets[j + 1] - offsets[i] <= block:
+        while j < stop and ends[j + 1 - start] - ends[i - start] <= block:
             j += 1
         out.append((i, j))
         i = j

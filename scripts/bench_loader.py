@@ -276,6 +276,8 @@ def _micro_pinned(shards: Path, n_samples: int, repeat: int, sj_events_np: Path 
             "decompress": _best(lambda f: decompress_frame(f, dctx), frames, repeat),
             "decode": _best(decode, frames, repeat),
             "integrate": _best(integrate, decoded, repeat),
+            # the least any integration does: one count over all the sample's pixels, no frames
+            "bincount": _best(lambda e: np.bincount(e["pix"], minlength=2 * H * W), decoded, repeat),
         }
         del decoded
         try:
@@ -497,6 +499,12 @@ def _print_micro(m: dict[str, Any], repeat: int) -> list[tuple[str, bool]]:
         p = m["profile"][mode]
         z, d, i = p["decompress"] / n * 1e3, p["decode"] / n * 1e3, p["integrate"] / n * 1e3
         print(f"{names[mode]:<20} {z:8.2f} {d - z:20.2f} {i:10.2f} {d + i:8.2f} {m['ours'][mode] / n * 1e3:9.2f}")
+    print("Floor (zstd of the frame + one np.bincount over all its pixels, both already in the rows above) against "
+          f"the time {TARGET_TONIC:g}x tonic allows, ms per sample:")
+    for mode in ("number", "time"):
+        p = m["profile"][mode]
+        floor = (p["decompress"] + p["bincount"]) / n * 1e3
+        print(f"{names[mode]:<20} floor {floor:.2f}  allowed {m['tonic'][mode] / TARGET_TONIC / n * 1e3:.2f}")
     checks = []
     for mode in ("number", "time"):
         r = m["tonic"][mode] / m["ours"][mode]

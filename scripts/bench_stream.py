@@ -146,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / "eventshard-bench-stream"
     params = make_set(work, args.recordings, args.n_test, args.events_per_sample, args.seed)
     local = work / "shards"
-    index = json.loads((local / "index.json").read_bytes())
+    from loader.format import loads_index
+
+    index = loads_index((local / "index.json").read_bytes())
     train = index["splits"]["train"]
-    frame_bytes = sum(s["offsets"][-1] for s in train["shards"])
+    frame_bytes = sum(int(s["offsets"][-1]) for s in train["shards"])
     print(
         f"set: {train['samples']} train samples, {train['events']:,} events, {len(train['shards'])} shards, "
         f"{frame_bytes / 1e6:.1f} MB compressed ({frame_bytes / max(train['events'], 1):.2f} bytes/event); "

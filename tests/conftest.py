@@ -148,6 +148,21 @@ def canonical_of(split_info: dict[str, Any]) -> list[int]:
     return [int.from_bytes(raw[i : i + 4], "little") for i in range(0, len(raw), 4)]
 
 
+def read_index_json(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """``index.json`` as stored, but each shard's ``offsets`` as a list of ints: decoded here from the
+    documented form (version 4: base64 of little-endian uint64; before: a list), not by the loader."""
+    import json
+    import struct
+
+    index = json.loads((Path(root) / "index.json").read_bytes())
+    for info in index["splits"].values():
+        for shard in info["shards"]:
+            if isinstance(shard["offsets"], str):
+                raw = base64.b64decode(shard["offsets"])
+                shard["offsets"] = list(struct.unpack(f"<{len(raw) // 8}Q", raw))
+    return index
+
+
 @pytest.fixture(scope="session")
 def shard_set_writer() -> Callable[..., dict[str, dict[str, Any]]]:
     """The function that writes a synthetic shard set (see :func:`write_shard_set`)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loader.format import FORMAT_VERSION
 from shardgen.cli import main
 from shardgen.datasets import DATASETS
 from tests.gen_dvsgesture import write_gesture_download
@@ -58,7 +59,7 @@ def test_info(shard_set, capsys, tmp_path):
     assert main(["info", str(shard_set), "--quiet"]) == 0
     out = capsys.readouterr().out
     index = json.loads((shard_set / "index.json").read_bytes())
-    assert "dvs128-gesture" in out and "eventshard format v3" in out
+    assert "dvs128-gesture" in out and f"eventshard format v{FORMAT_VERSION}" in out
     assert "128 x 128" in out
     assert "hand_clapping" in out and "other_gestures" in out
     for split, info in index["splits"].items():

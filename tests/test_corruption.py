@@ -28,6 +28,7 @@ from loader.format import INDEX_NAME, FormatError, decode_sample
 from loader.shards import ShardIntegrityError, ShardMissingError, ShardSetNotFoundError, open_shard_set
 from loader.verify import verify
 from shardgen.cli import main
+from tests.conftest import read_index_json
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def damaged(small_shard_set: tuple[Path, dict[str, Any]], tmp_path: Path) -> tup
     src, truth = small_shard_set
     path = tmp_path / "set"
     shutil.copytree(src, path)
-    return path, json.loads((path / INDEX_NAME).read_bytes()), truth
+    return path, read_index_json(path), truth
 
 
 def _shard(index: dict[str, Any], split: str, number: int) -> dict[str, Any]:

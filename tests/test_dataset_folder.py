@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ from shardgen.datasets import DATASETS
 from shardgen.datasets.base import DatasetError
 from shardgen.datasets.folder import parse_labels_csv, window_starts
 from shardgen.formats import read_events
-from tests.conftest import in_dataset_order
+from tests.conftest import in_dataset_order, read_index_json
 from tests.gen_folder import Events, random_recording, select, write_recording
 from tests.realdata import REALDATA, real_files
 
@@ -42,7 +41,7 @@ def run(raw: Path, out: Path, split: dict | None = None, workers: int = 2, **opt
 
 def read_set(out: Path) -> tuple[dict[str, Any], dict[str, list[Sample]]]:
     """``index.json`` and every sample ``(key, events, meta)`` of each real split, in the dataset's order."""
-    index = json.loads((out / "index.json").read_text())
+    index = read_index_json(out)
     dctx = zstandard.ZstdDecompressor()
     splits: dict[str, list[Sample]] = {}
     for split, info in index["splits"].items():
@@ -340,7 +339,7 @@ def test_real_files_shard_set_streams_frames(tmp_path):
     s = run(raw, tmp_path / "out", split={"train_ratio": 0.5}, sensor=(720, 1280))
     assert "prophesee_evt3/evt3_sample.npy: not a recording (.npy; read: .aedat .aedat4 .raw .dat .es .bin .bs2)" \
         in s["skipped"]
-    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    index = read_index_json(tmp_path / "out")
     assert index["classes"] == sorted(REAL_FOLDERS) and index["sensor_size"] == [720, 1280]
     counts = {}
     for folder in REAL_FOLDERS:
@@ -368,4 +367,4 @@ def test_real_files_of_mixed_sensor_sizes(tmp_path):
         run(raw, tmp_path / "o1")
     s = run(raw, tmp_path / "ok", sensor=(260, 346))
     assert s["samples"]["train"] + s["samples"]["test"] == 4
-    assert json.loads((tmp_path / "ok" / "index.json").read_text())["sensor_size"] == [260, 346]
+    assert read_index_json(tmp_path / "ok")["sensor_size"] == [260, 346]

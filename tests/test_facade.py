@@ -20,7 +20,7 @@ from loader import EventShardDataset
 from loader.datasets import ASLDVS, CIFAR10DVS, NMNIST, DVS128Gesture, NCaltech101
 from loader.shards import ShardSet
 from shardgen.convert import convert
-from tests.conftest import canonical_of, in_dataset_order
+from tests.conftest import canonical_of, in_dataset_order, read_index_json
 from tests.gen_dvsgesture import write_gesture_download
 
 T = 8
@@ -76,7 +76,7 @@ def spikingjelly(gesture):
 def _with_dataset_id(src: Path, dst: Path, dataset: str, all_split: bool = True) -> Path:
     """A copy of a shard set whose index claims ``dataset`` and has an ``all`` split (train + test shards)."""
     shutil.copytree(src, dst)
-    ix = json.loads((dst / "index.json").read_text())
+    ix = read_index_json(dst)
     ix["dataset"] = dataset
     if all_split:
         shards = ix["splits"]["train"]["shards"] + ix["splits"]["test"]["shards"]
@@ -137,7 +137,7 @@ def test_items_equal_streaming_dataset(gesture):
                                return_key=True)
     items = list(stream)
     assert len(items) == len(facade)
-    ordered = in_dataset_order(items, json.loads((out / "index.json").read_text())["splits"]["train"])
+    ordered = in_dataset_order(items, read_index_json(out)["splits"]["train"])
     assert [k for _, _, k in ordered] != [k for _, _, k in items]  # the shards hold a permutation
     for i, (x, label, key) in enumerate(ordered):
         fx, flabel, fkey = facade[i]
@@ -160,7 +160,7 @@ def test_getitem_reads_one_byte_range(gesture, monkeypatch):
         return real(self, shard, lo, hi, stats)
 
     monkeypatch.setattr(ShardSet, "read_bytes", spy)
-    index = json.loads((out / "index.json").read_text())
+    index = read_index_json(out)
     shards = index["splits"]["train"]["shards"]
     assert len(shards) > 2
     stored = shards[0]["samples"] + shards[1]["samples"] + 1  # sample 1 of the third shard
@@ -188,7 +188,7 @@ def test_root_is_a_url(gesture):
 def test_len_index_errors_and_repr(gesture):
     _, out = gesture
     ds = DVS128Gesture(out, train=False)
-    n = json.loads((out / "index.json").read_text())["splits"]["test"]["samples"]
+    n = read_index_json(out)["splits"]["test"]["samples"]
     assert len(ds) == n
     with pytest.raises(IndexError):
         ds[n]

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from loader import format as F
 from loader.format import FormatError
+from tests.conftest import read_index_json
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SENSORS = [(128, 128), (260, 346), (346, 260), (720, 1280), (1280, 720), (34, 34), (1, 1), (180, 240)]
@@ -76,7 +77,7 @@ _DROP = object()
 
 
 def _read_index(path) -> dict:
-    return json.loads((path / F.INDEX_NAME).read_bytes())
+    return read_index_json(path)  # offsets as lists, decoded in the test helper
 
 
 # --------------------------------------------------------------------------- events
@@ -485,7 +486,7 @@ def _shard(ix, split, i):
 # Each mutation changes a valid index in place.
 MUTATIONS = {
     "wrong-format": lambda ix: ix.update(format="webdataset"),
-    "wrong-version": lambda ix: ix.update(version=4),
+    "wrong-version": lambda ix: ix.update(version=5),
     "version-as-string": lambda ix: ix.update(version="1"),
     "no-version": lambda ix: ix.pop("version"),
     "no-splits": lambda ix: ix.pop("splits"),
@@ -539,6 +540,51 @@ def test_validate_index_rejects_wrong_types(small_shard_set, mutation):
     mutation(bad)
     with pytest.raises(FormatError):
         F.validate_index(bad)
+
+
+def _b64_u64(values) -> str:
+    return base64.b64encode(b"".join(int(v).to_bytes(8, "little") for v in values)).decode()
+
+
+def test_stored_offsets_are_base64_uint64_and_load_as_int64(small_shard_set):
+    """Version 4 stores each shard's offsets as one base64 string; the loader gives them as int64 arrays equal
+    to the test's own decoding, and writes the same bytes back."""
+    path = small_shard_set[0]
+    raw = json.loads((path / F.INDEX_NAME).read_bytes())
+    mine = _read_index(path)
+    index = F.loads_index((path / F.INDEX_NAME).read_bytes())
+    for split, info in index["splits"].items():
+        for shard, stored, want in zip(info["shards"], raw["splits"][split]["shards"],
+                                       mine["splits"][split]["shards"], strict=True):
+            assert isinstance(stored["offsets"], str) and stored["offsets"] == _b64_u64(want["offsets"])
+            assert shard["offsets"].dtype == np.int64 and shard["offsets"].tolist() == want["offsets"]
+
+
+@pytest.mark.parametrize(
+    "offsets",
+    [
+        "not base64!",
+        _b64_u64(range(0, 1000, 100))[:-4],  # a value short
+        _b64_u64([0, 100, 100, 300]),  # not increasing
+        _b64_u64([5, 100, 200, 300]),  # not from 0
+        _b64_u64([0, 100, 2**63, 2**63 + 5]),  # past int64
+    ],
+    ids=["not-base64", "short", "repeat", "not-from-0", "past-int64"],
+)
+def test_stored_offsets_rejected(small_shard_set, offsets):
+    index = _read_index(small_shard_set[0])
+    shard = index["splits"]["train"]["shards"][0]
+    shard["samples"] = 3  # three samples: four offsets
+    index["splits"]["train"]["samples"] = sum(s["samples"] for s in index["splits"]["train"]["shards"])
+    index["splits"]["train"].pop("permutation", None)
+    shard["offsets"] = offsets
+    with pytest.raises(FormatError, match=shard["file"]):
+        F.loads_index(json.dumps(index).encode())
+    shard["offsets"] = _b64_u64([0, 100, 200, 300])
+    F.loads_index(json.dumps(index).encode())  # the same index with good offsets loads
+    index["version"] = 3  # a string is not how version 3 stores them
+    with pytest.raises(FormatError, match="list of integers"):
+        F.loads_index(json.dumps(index).encode())
 
 
 def test_import_format_does_not_import_torch():

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loader import format as F
 from shardgen.convert import convert
 from shardgen.datasets.base import DatasetError
 from tests.gen_heidelberg import SPLITS, TINY, us, write_heidelberg
@@ -41,10 +42,10 @@ def _facade(ds: str, out: Path, split: str, **kw):
     return SpikingSpeechCommands(str(out), split=split, return_key=True, **kw)
 
 
-def test_index_records_the_1d_sensor_and_version_2(converted):
+def test_index_records_the_1d_sensor_and_its_version(converted):
     ds, dl, out = converted
     index = json.loads((out / "index.json").read_text())
-    assert index["sensor_size"] == [700] and index["version"] == 2
+    assert index["sensor_size"] == [700] and index["version"] == F.FORMAT_VERSION == 4  # 1-D samples as in 2
     assert index["classes"] == dl.classes
     assert set(index["splits"]) == set(SPLITS[ds])
     for split, samples in dl.splits.items():
@@ -279,7 +280,6 @@ def test_loader_collate_structured_and_custom(converted):
 def test_1d_payload_bytes_and_old_readers(converted):
     import msgpack
 
-    from loader import format as F
 
     buf = F.encode_events(np.array([5, 9, 9]), np.array([699, 0, 3]), None, None, (700,))
     m = msgpack.unpackb(buf)
@@ -307,7 +307,7 @@ def test_cli_list_info_and_preview(converted, tmp_path):
     listing = run("list")
     assert any(line.split()[:2] == [ds, "700"] for line in listing.splitlines())
     info = run("info", str(out))
-    assert "700 units (1-D: t, x)" in info and "format v2" in info
+    assert "700 units (1-D: t, x)" in info and "format v4" in info
     png = tmp_path / "raster.png"
     run("preview", str(out), "--split", "train", "--index", "5", "--out", str(png))
     from PIL import Image
@@ -333,7 +333,6 @@ def test_microsecond_rounding_and_float16_recovery():
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 65536), st.lists(st.tuples(st.integers(-(2**40), 2**40), st.integers(0, 65535)), max_size=60))
 def test_1d_payload_round_trip(width, rows):
-    from loader import format as F
 
     t = np.array([r[0] for r in rows], np.int64)
     x = np.array([r[1] % width for r in rows], np.int64)

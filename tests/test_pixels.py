@@ -154,10 +154,14 @@ def test_packed_frames_of_empty_sample():
 @pytest.fixture(scope="module")
 def both_versions(tmp_path_factory):
     base = tmp_path_factory.mktemp("versions")
-    truth = write_shard_set(base / "v3", seed=5, splits={"train": (6, 5)})
+    truth = write_shard_set(base / "v3", seed=5, splits={"train": (6, 5)}, version=3)
     truth1 = write_shard_set(base / "v1", seed=5, splits={"train": (6, 5)}, version=1)
+    truth4 = write_shard_set(base / "v4", seed=5, splits={"train": (6, 5)})
     assert json.loads((base / "v1" / "index.json").read_text())["version"] == 1
-    assert json.loads((base / "v3" / "index.json").read_text())["version"] == F.FORMAT_VERSION == 3
+    assert json.loads((base / "v3" / "index.json").read_text())["version"] == 3
+    v4 = json.loads((base / "v4" / "index.json").read_text())
+    assert v4["version"] == F.FORMAT_VERSION == 4 and isinstance(v4["splits"]["train"]["shards"][0]["offsets"], str)
+    assert all(truth4[k]["label"] == truth[k]["label"] for k in truth) and truth4.keys() == truth.keys()
     return base, truth, truth1
 
 
@@ -166,12 +170,14 @@ READS = [dict(data_type="event"), dict(data_type="frame", frames_number=8, split
 
 
 @pytest.mark.parametrize("kw", READS, ids=lambda k: "-".join(map(str, k.values())))
-def test_version1_and_version3_sets_read_alike(both_versions, kw):
-    """Old sets still read: the same samples through EventShardDataset, equal to the written events / their frames."""
+@pytest.mark.parametrize("new", ["v3", "v4"])
+def test_version1_and_version3_sets_read_alike(both_versions, kw, new):
+    """Old sets still read: the same samples through EventShardDataset, equal to the written events / their frames
+    (version 3: packed samples, offsets as lists; version 4: the same with base64 offsets)."""
     from loader import EventShardDataset
 
     base, truth, truth1 = both_versions
-    a = {k: x for x, _, k in EventShardDataset(base / "v3", shuffle=False, return_key=True, **kw)}
+    a = {k: x for x, _, k in EventShardDataset(base / new, shuffle=False, return_key=True, **kw)}
     b = {k: x for x, _, k in EventShardDataset(base / "v1", shuffle=False, return_key=True, **kw)}
     assert a.keys() == b.keys() == truth.keys() == truth1.keys()
     for key, x in a.items():
@@ -206,8 +212,8 @@ def test_version3_index_needs_two_d_sensor_and_newer_versions_are_refused():
              "splits": {}}
     with pytest.raises(FormatError, match="sensor_size"):
         F.validate_index(index)
-    index.update(version=4, sensor_size=[128, 128])
-    with pytest.raises(FormatError, match="version 4"):
+    index.update(version=5, sensor_size=[128, 128])
+    with pytest.raises(FormatError, match="version 5"):
         F.validate_index(index)
 
 

@@ -9,7 +9,6 @@ epoch. Skipped samples are neither decoded nor read again.
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 
@@ -19,6 +18,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from loader import EventShardDataset
 from loader.format import FormatError
 from loader.shards import ReadStats
+from tests.conftest import read_index_json
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning"),
@@ -273,7 +273,7 @@ def test_undecodable_sample_is_skipped_and_counted(set31, tmp_path):
     path, keys = set31
     broken = tmp_path / "broken"
     shutil.copytree(path, broken)
-    index = json.loads((broken / "index.json").read_text())
+    index = read_index_json(broken)
     shard = index["splits"]["train"]["shards"][2]
     sample = 4
     with open(broken / shard["file"], "r+b") as f:  # spoil the zstd magic of one sample's frame

@@ -398,8 +398,8 @@ def test_shard_urls_resolve_next_to_the_index(small_shard_set, how):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("sensor_size", [10**9, 10**9]), ("sensor_size", [128]), ("sensor_size", "128x128"), ("sensor_size", [0, 128]),
-    ("sensor_size", [True, 128]), ("classes", "abc"), ("classes", [1, 2]),
+    ("sensor_size", [10**9, 10**9]), ("sensor_size", [128, 128, 2]), ("sensor_size", "128x128"),
+    ("sensor_size", [0, 128]), ("sensor_size", [True, 128]), ("classes", "abc"), ("classes", [1, 2]),
 ])
 def test_index_sizes_are_checked(small_shard_set, field, value):
     """The sensor size sets the size of every frame: an index cannot ask for 10**18 pixels."""

@@ -24,7 +24,7 @@ from loader.shards import open_shard_set
 from shardgen.cli import main
 from shardgen.datasets import dvs128_gesture
 from shardgen.datasets.base import RecordingTask
-from tests.conftest import canonical_of, in_dataset_order
+from tests.conftest import canonical_of, in_dataset_order, read_index_json
 from tests.gen_dvsgesture import (
     GESTURE_MAPPING,
     LICENSE_TEXT,
@@ -219,7 +219,7 @@ def test_event_dataset_reads_the_same(converted, converted_samples):
         ds = EventShardDataset(converted[0], split=split, data_type="event", shuffle=False, return_key=True)
         items = list(ds)
         assert len(ds) == len(items) == len(converted_samples[split])
-        canonical = canonical_of(json.loads((converted[0] / "index.json").read_text())["splits"][split])
+        canonical = canonical_of(read_index_json(converted[0])["splits"][split])
         stored = [converted_samples[split][c] for c in canonical]  # stored position j holds sample canonical[j]
         for (ev, label, key), (k2, ev2, meta) in zip(items, stored, strict=True):
             assert key == k2
@@ -269,7 +269,7 @@ def test_zstd_tar_lists_member_pairs(converted, converted_samples):
     if shutil.which("zstd") is None or shutil.which("tar") is None:
         pytest.skip("no zstd or tar binary")
     out = converted[0]
-    index = json.loads((out / "index.json").read_bytes())
+    index = read_index_json(out)
     for split in ("train", "test"):
         shard = index["splits"][split]["shards"][0]
         assert shard["file"] == f"{split}-000000.tar.zst"
@@ -284,7 +284,7 @@ def test_zstd_tar_lists_member_pairs(converted, converted_samples):
 
 def test_index_matches_files(converted, download):
     out, _ = converted
-    index = json.loads((out / "index.json").read_bytes())
+    index = read_index_json(out)
     assert index["dataset"] == "dvs128-gesture"
     assert index["sensor_size"] == [128, 128]
     assert index["classes"] == dvs128_gesture.DEFAULT_CLASSES
@@ -333,7 +333,7 @@ def test_verify(converted, capsys, tmp_path):
 def test_summary_counts(converted, download):
     out, summary = converted
     exp = expected_samples(download)
-    index = json.loads((out / "index.json").read_bytes())
+    index = read_index_json(out)
     stored = index["summary"]
     assert {k: v for k, v in summary.items() if k not in ("seconds", "events_per_second")} == stored
     assert stored["recordings"] == len(download.recordings) == 6
@@ -392,7 +392,7 @@ def test_md5_of_archive_is_checked(download, tmp_path, capsys, monkeypatch):
     # with every published sum matching, the same command succeeds and records the md5
     monkeypatch.setitem(dvs128_gesture.RESOURCES, ARCHIVE, download.md5[ARCHIVE])
     assert main(convert_argv(download.root, out, no_md5=False)) == 0
-    index = json.loads((out / "index.json").read_bytes())
+    index = read_index_json(out)
     assert {f["file"]: f["md5"] for f in index["source"]["files"]} == download.md5
 
 

@@ -28,6 +28,7 @@ from loader.format import INDEX_NAME, FormatError
 from loader.shards import ReadStats, ShardSet, StorageError, call_with_retries, is_transient, open_shard_set
 from shardgen.cli import main
 from shardgen.output import ShardSetOutput
+from tests.conftest import read_index_json
 from tests.gen_dvsgesture import write_gesture_download
 from tests.servers import MotoS3, RangeHTTPServer
 
@@ -192,7 +193,7 @@ def test_failed_conversion_leaves_the_earlier_set(s3: MotoS3, gesture: tuple[Pat
 def test_upload_failing_midway_writes_no_index(s3: MotoS3, gesture: tuple[Path, Path]) -> None:
     """Shards go up first, the index only once all are there: a failed upload leaves no index."""
     _, local = gesture
-    index = json.loads((local / INDEX_NAME).read_bytes())
+    index = read_index_json(local)
     url = s3.url("half-uploaded")
     names = [s["file"] for info in index["splits"].values() for s in info["shards"]]
     with ShardSetOutput(url) as output:
@@ -329,7 +330,7 @@ def test_deleted_shard(s3: MotoS3, gesture: tuple[Path, Path]) -> None:
 def test_deleted_shard_dataset(s3: MotoS3, gesture: tuple[Path, Path]) -> None:
     _, local = gesture
     url = s3.upload_folder(local, "deleted-ds")
-    index = json.loads((local / INDEX_NAME).read_bytes())
+    index = read_index_json(local)
     victim = index["splits"]["train"]["shards"][0]
     victim_url = f"{url}/{victim['file']}"
     s3.filesystem().rm_file(victim_url)

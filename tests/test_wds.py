@@ -24,7 +24,7 @@ import loader.wds as ewds
 from loader import EventShardDataset, pad_sequence_collate
 from loader.format import FORMAT_NAME, FORMAT_VERSION, TIME_UNIT, FormatError, encode_sample, new_compressor
 from shardgen.output import ShardSetOutput
-from tests.conftest import write_shard_set
+from tests.conftest import read_index_json, write_shard_set
 from tests.servers import MotoS3, RangeHTTPServer
 
 SPLITS = {"train": (6, 3, 5), "test": (4,)}
@@ -277,10 +277,9 @@ def test_keys_with_dots_and_long_keys(tmp_path: Path) -> None:
 
 
 def test_a_damaged_frame_names_shard_sample_and_offset(shard_set: Path, tmp_path: Path) -> None:
-    import json
 
     shutil.copytree(shard_set, tmp_path / "set")
-    index = json.loads((tmp_path / "set" / "index.json").read_text())
+    index = read_index_json(tmp_path / "set")
     shard = index["splits"]["train"]["shards"][1]
     path = tmp_path / "set" / shard["file"]
     data = bytearray(path.read_bytes())
