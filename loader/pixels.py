@@ -2,9 +2,9 @@
 
 A 2-D sample of version 3 stores, instead of ``x``, ``y`` and ``p``, one column
 ``pix = (p·H + y)·W + x`` per event (``p`` counted as 0 or 1; see ``docs/FORMAT.md``). The flat
-index of an event in a two-channel frame ``[2, H, W]`` *is* ``pix``, so a frame is one
-``np.bincount`` over a contiguous slice of the column: no repeat pass and no index arithmetic per
-event. Times enter only through segment boundaries, which are searched on the stored time deltas
+index of an event in a two-channel frame ``[2, H, W]`` *is* ``pix``, so a frame is one count
+(``np.add.at`` into the ``float32`` frame) over a contiguous slice of the column: no repeat pass and
+no index arithmetic per event. Times enter only through segment boundaries, which are searched on the stored time deltas
 block by block (:func:`deltas_searchsorted`), so ``split_by="time"`` and ``duration`` need no
 full ``int64`` time column either.
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from loader import frames as _frames
 
+_EXACT_F32 = 1 << 24  # events per frame up to which float32 counting cannot round
 _BLOCK = 256  # deltas per block of the boundary search (fastest of 128 … 2048 on DVS128 Gesture samples)
 
 
@@ -149,7 +150,9 @@ def integrate_pixel_segments(pix: np.ndarray, h: int, w: int, j_l: np.ndarray, j
     """Frames ``[T, 2, H, W]`` (``float32``): frame ``i`` counts the pixels of events ``j_l[i] … j_r[i]-1``.
 
     The same values and checks as :func:`loader.frames.integrate_events_segments_to_frames` on the
-    unpacked columns; one ``bincount`` per frame, written straight into the ``float32`` result.
+    unpacked columns. Each frame is counted straight into the ``float32`` result with ``np.add.at`` (its
+    fast path: ``intp`` indices, a scalar), exact while a frame holds at most 2**24 events; a larger frame
+    (or signed or 64-bit indices) goes through ``np.bincount``.
 
     Raises
     ------
@@ -164,22 +167,27 @@ def integrate_pixel_segments(pix: np.ndarray, h: int, w: int, j_l: np.ndarray, j
     T, bins = j_l.size, 2 * h * w
     if j_r.size != T:
         raise ValueError(f"j_l and j_r differ in length: {T} != {j_r.size}")
-    out = np.empty((T, bins), np.float32)
     if T == 0:
-        return out.reshape(0, 2, h, w)
+        return np.empty((0, 2, h, w), np.float32)
     if j_l[0] < 0 or j_r[-1] > len(pix) or np.any(j_l > j_r) or np.any(j_r[:-1] > j_l[1:]):
         raise ValueError("segments must satisfy 0 <= j_l[i] <= j_r[i] <= j_l[i+1] and j_r[-1] <= len(x)")
-    counts32 = np.empty(bins, np.int32)  # int64 -> int32 -> float32 is faster than int64 -> float32
+    out = np.zeros((T, bins), np.float32)
+    exact = pix.dtype.kind == "u" and pix.dtype.itemsize <= 4  # never negative as intp (ufunc.at would wrap them)
+    one = np.float32(1)
     for i, (a, b) in enumerate(zip(j_l.tolist(), j_r.tolist(), strict=True)):
-        if b > a:
-            counts = np.bincount(pix[a:b], minlength=bins)
-            if counts.size > bins:  # bincount grows past minlength exactly when an index is too large
+        if b <= a:
+            continue
+        if exact and b - a <= _EXACT_F32:  # float32 sums of ones stay exact: no pixel can pass 2**24
+            try:  # ufunc.at's fast path (intp indices, a scalar): counts land in the float32 frame directly
+                np.add.at(out[i], pix[a:b].astype(np.intp), one)
+            except IndexError:
                 raise ValueError(f"pixel indices must lie in [0, {bins}) for a {h}x{w} sensor, "
-                                 f"found {counts.size - 1}")
-            np.copyto(counts32, counts, casting="unsafe")
-            out[i] = counts32
-        else:
-            out[i] = 0
+                                 f"found {int(pix[a:b].max())}") from None
+            continue
+        counts = np.bincount(pix[a:b], minlength=bins)
+        if counts.size > bins:  # bincount grows past minlength exactly when an index is too large
+            raise ValueError(f"pixel indices must lie in [0, {bins}) for a {h}x{w} sensor, found {counts.size - 1}")
+        out[i] = counts
     return out.reshape(T, 2, h, w)
 
 

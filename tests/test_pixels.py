@@ -142,6 +142,23 @@ def test_packed_frames_equal_reference(setting, n):
         assert np.array_equal(got, sj)
 
 
+@pytest.mark.parametrize("exact", [1 << 24, 7], ids=["add-at", "bincount-past-the-exact-bound"])
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int64])
+def test_both_counting_paths_equal_reference(monkeypatch, exact, dtype):
+    """Frames counted with ufunc.at, and with bincount where a frame holds more events than float32 counts
+    exactly (the bound lowered here) or the indices are signed: the reference's values either way."""
+    monkeypatch.setattr(P, "_EXACT_F32", exact)
+    h, w = 20, 30
+    ev = _events(np.random.default_rng(3), 3000, h, w, steps=300)
+    pix = ((ev["p"].astype(np.int64) * h + ev["y"]) * w + ev["x"]).astype(dtype)
+    j_l, j_r = np.array([0, 0, 5, 1000, 2999]), np.array([0, 5, 1000, 2999, 3000])
+    want = FR.integrate_events_segments_to_frames(ev["x"], ev["y"], ev["p"], h, w, j_l, j_r)
+    got = P.integrate_pixel_segments(pix, h, w, j_l, j_r)
+    assert got.dtype == np.float32 and np.array_equal(got, want) and got[3].max() > 1
+    with pytest.raises(ValueError, match=f"pixel indices must lie in \\[0, {2 * h * w}\\).*found {2 * h * w + 3}"):
+        P.integrate_pixel_segments(np.append(pix, dtype(2 * h * w + 3)), h, w, [0, 10], [10, 3001])
+
+
 def test_packed_frames_of_empty_sample():
     empty = {"pix": np.zeros(0, np.uint16), "dt": np.zeros(0, np.uint8)}
     assert np.array_equal(P.integrate_packed(empty, 8, 8, "time", 4, None), np.zeros((4, 2, 8, 8), np.float32))
