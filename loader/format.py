@@ -59,7 +59,9 @@ EVENTS_SUFFIX = ".events.msgpack"
 LABEL_SUFFIX = ".label.msgpack"
 TAR_BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * TAR_BLOCK)
-DEFAULT_ZSTD_LEVEL = 3
+DEFAULT_ZSTD_LEVEL = -1
+"""``shardgen convert``'s zstd level: literals stored raw, so a sample inflates ~6x faster than at level 3 (the
+decode is most of a DataLoader worker's time) for 5-38 % more bytes; docs/BENCHMARKS.md has the trade."""
 
 # Hard limits a reader enforces before allocating anything (shards may come from untrusted storage).
 MAX_SAMPLE_BYTES = 1 << 31

@@ -544,7 +544,7 @@ def main() -> None:
                     help="CPU the per-core benchmark is pinned to (default: the last one this process may use)")
     ap.add_argument("--per-core-only", action="store_true", help="only the per-core tables (no DataLoader passes)")
     ap.add_argument("--level", type=int, default=None,
-                    help="zstd level of the main set (shardgen convert --level; default shardgen's 3). Negative "
+                    help="zstd level of the main set (shardgen convert --level; default shardgen's -1). Negative "
                          "levels store literals without Huffman coding: bigger shards that inflate about 6x faster")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -566,15 +566,18 @@ def _run(args: argparse.Namespace, work: Path, load_at_start: float) -> None:
     """Build the data, run the three benchmarks, print the tables and the targets."""
     eps = args.events_per_sample
     t0 = time.perf_counter()
-    main_dir = work / (f"main-{args.recordings}" + ("" if args.level is None else f"-l{args.level}"))
-    main_set = _make_set(main_dir, args.recordings, 1, eps, seed=7, level=args.level)
+    from loader.format import DEFAULT_ZSTD_LEVEL
+
+    level = DEFAULT_ZSTD_LEVEL if args.level is None else args.level
+    main_dir = work / f"main-{args.recordings}-level{level}"
+    main_set = _make_set(main_dir, args.recordings, 1, eps, seed=7, level=level)
     rss_sets = []
     for r in args.rss_recordings:
         d = work / f"rss-{r}"
         rss_sets.append((r, d, _make_set(d, r + 1, 1, eps, seed=11)))
         shutil.rmtree(d / "sj", ignore_errors=True)  # the download is not needed any more
     s = main_set["summary"]
-    print(f"zstd level of the main set: {3 if args.level is None else args.level}; shard bytes/event "
+    print(f"zstd level of the main set: {level}; shard bytes/event "
           f"{s['shard_bytes'] / s['events']:.3f}")
     print(f"main set: {args.recordings} recordings, {s['samples']['train']} train / {s['samples']['test']} test "
           f"samples, {s['events']:,} events in samples; extra sets for RSS: "
