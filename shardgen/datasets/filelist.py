@@ -19,6 +19,7 @@ inner zips copied to a private temporary folder.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -27,6 +28,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,8 +142,56 @@ def zip_files(path: Path | str, label: str, skipped: list[str]) -> list[tuple[tu
         return out
 
 
+class _Window(io.RawIOBase):
+    """Bytes ``[start, start + size)`` of a file as a seekable file of their own: a zip stored in a zip, listed in
+    place by :mod:`zipfile`."""
+
+    def __init__(self, path: str, start: int, size: int):
+        super().__init__()
+        self._f = open(path, "rb")  # noqa: SIM115 (closed with the window)
+        self._start, self._size, self._pos = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = max(0, offset + (0, self._pos, self._size)[whence])
+        return self._pos
+
+    def readinto(self, buf: Any) -> int:
+        n = max(0, min(len(buf), self._size - self._pos))
+        got = os.pread(self._f.fileno(), n, self._start + self._pos)
+        buf[:len(got)] = got
+        self._pos += len(got)
+        return len(got)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+@dataclass(frozen=True)
+class InnerZip:
+    """One inner zip, listed: workers read its members from ``container`` (the outer archive itself when the
+    inner zip is stored there uncompressed, else a private copy), where it starts at byte ``shift``."""
+
+    label: str
+    """``<outer archive>:<member>``: how errors name it."""
+    container: str
+    shift: int
+    members: list[tuple[tuple[str, ...], zipfile.ZipInfo]]
+    """``(path parts, info)`` of its safe regular members, in stored order (:func:`zip_files`)."""
+
+
 class InnerZips:
-    """Inner zips of an outer archive, copied (under generated names) to a private temporary folder."""
+    """Inner zips of an outer archive: read in place when stored, else copied (under generated names) to a
+    private temporary folder."""
 
     def __init__(self) -> None:
         self.tmp: str | None = None
@@ -149,15 +199,45 @@ class InnerZips:
 
     def copy(self, outer: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> Path:
         """Copy one member of ``outer`` out and return its path (:class:`DatasetError` if unreadable)."""
+        return self._copy(outer, info, label, self._dest())
+
+    def _dest(self) -> Path:
         self.tmp = self.tmp or tempfile.mkdtemp(prefix="eventshard-inner-")
-        dest = Path(self.tmp) / f"{self._n:05d}.zip"
         self._n += 1
+        return Path(self.tmp) / f"{self._n - 1:05d}.zip"
+
+    @staticmethod
+    def _copy(outer: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: Path) -> Path:
         try:
             with outer.open(info) as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 4 << 20)
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
             raise DatasetError(f"{label}: member {info.filename!r}: cannot be read ({exc})") from None
         return dest
+
+    def open_all(self, outer: Path, infos: list[zipfile.ZipInfo], archive: str, skipped: list[str]) -> list[InnerZip]:
+        """Each inner zip among ``infos`` (members of ``outer``), listed, in the order given.
+
+        A stored (uncompressed) inner zip whose members are stored or deflated is listed and read in place:
+        no copy. The others are copied out by a thread per core (:mod:`zlib` inflates without the GIL, and
+        no worker runs yet while the download is listed).
+        """
+        out: dict[int, InnerZip] = {}
+        pending: list[tuple[int, zipfile.ZipInfo, str]] = []
+        for k, info in enumerate(infos):
+            label = f"{archive}:{info.filename}"
+            got = _in_place(outer, info, label, skipped)
+            if got is None:
+                pending.append((k, info, label))
+            else:
+                out[k] = got
+        if pending:  # one ZipFile for all threads: zipfile serialises their reads and inflates outside its lock
+            jobs = [(info, label, self._dest()) for _, info, label in pending]
+            with open_zip(outer, archive) as zf, ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+                copies = list(pool.map(lambda job: self._copy(zf, *job), jobs))
+            for (k, _, label), dest in zip(pending, copies, strict=True):
+                out[k] = InnerZip(label, str(dest), 0, zip_files(dest, label, skipped))
+        return [out[k] for k in sorted(out)]
 
     def close(self) -> None:
         """Remove the copies."""
@@ -166,11 +246,38 @@ class InnerZips:
             self.tmp = None
 
 
+def _in_place(outer: Path, info: zipfile.ZipInfo, label: str, skipped: list[str]) -> InnerZip | None:
+    """An inner zip stored uncompressed in ``outer``, listed where it lies; ``None``: it must be copied out."""
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return None
+    with open(outer, "rb") as f:
+        head = os.pread(f.fileno(), 30, info.header_offset)
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return None  # the copy reports the damage
+    start = info.header_offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
+    try:
+        with _Window(str(outer), start, info.file_size) as window, zipfile.ZipFile(window) as zf:
+            members = []
+            for m in zf.infolist():
+                parts = safe_member(label, m, skipped)
+                if parts is not None:
+                    if m.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                        return None  # read through zipfile: from a copy
+                    members.append((parts, m))
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DatasetError(f"{label}: not a readable zip archive ({exc})") from None
+    return InnerZip(label, str(outer), start, members)
+
+
 def member_item(container: str, info: zipfile.ZipInfo, key: str, label: int, cls: str, split: str, file: str,
-                archive: str | None = None) -> Item:
-    """An :class:`Item` for a zip member; ``archive`` names the zip in errors (default: the container's name)."""
+                archive: str | None = None, shift: int = 0) -> Item:
+    """An :class:`Item` for a zip member; ``archive`` names the zip in errors (default: the container's name);
+    ``shift``: where the zip starts in ``container`` (:class:`InnerZip`)."""
     where = f"{archive or os.path.basename(container)}:{info.filename}"
-    return Item(key, label, cls, split, info.filename, file, info.file_size, container, zip_entry(info), where)
+    entry = zip_entry(info)
+    if shift:
+        entry = (entry[0] + shift, *entry[1:])
+    return Item(key, label, cls, split, info.filename, file, info.file_size, container, entry, where)
 
 
 def file_item(path: Path, key: str, label: int, cls: str, split: str, file: str) -> Item:
