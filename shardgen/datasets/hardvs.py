@@ -21,17 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
-from shardgen.datasets.filelist import (
-    FileListSource,
-    InnerZips,
-    cut_items,
-    file_item,
-    member_item,
-    open_zip,
-    safe_member,
-    walk_files,
-)
+from shardgen.datasets.filelist import FileListSource, cut_items, file_item, member_item, walk_files
 from shardgen.datasets.md5check import md5_mismatch
+from shardgen.datasets.zips import InnerZips, open_zip, safe_member
 from shardgen.formats.events import Events
 from shardgen.formats.npy import events_from_columns, load_npz
 

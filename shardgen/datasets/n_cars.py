@@ -19,19 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
-from shardgen.datasets.filelist import (
-    FileListSource,
-    InnerZip,
-    InnerZips,
-    Item,
-    cut_items,
-    file_item,
-    member_item,
-    open_zip,
-    safe_member,
-    walk_files,
-    zip_files,
-)
+from shardgen.datasets.filelist import FileListSource, Item, cut_items, file_item, member_item, walk_files
+from shardgen.datasets.zips import InnerZip, InnerZips, open_zip, safe_member, zip_files
 from shardgen.formats.dat import read_dat
 from shardgen.formats.events import Events
 

@@ -32,18 +32,8 @@ import numpy as np
 
 from shardgen.datasets.base import DatasetError, DatasetSpec, Resource
 from shardgen.datasets.classfolder import SplitRule, make_split_rule
-from shardgen.datasets.filelist import (
-    FileListSource,
-    InnerZips,
-    Item,
-    Unit,
-    file_item,
-    member_item,
-    open_zip,
-    safe_member,
-    split_units,
-    walk_files,
-)
+from shardgen.datasets.filelist import FileListSource, Item, Unit, file_item, member_item, split_units, walk_files
+from shardgen.datasets.zips import InnerZips, open_zip, safe_member
 from shardgen.formats.atis_td import read_atis_td
 from shardgen.formats.events import Events, FormatError
 
