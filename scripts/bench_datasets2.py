@@ -42,13 +42,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DATASETS2 = ("n-cars", "nav-gesture-walk", "nav-gesture-sit", "dvs-lip", "hardvs", "es-imagenet", "bullying10k")
 TARGET = 20
+PAIRS = 3
+"""(eventshard, reference) event-mode runs; the pair with the median ratio is printed (the machine is shared)."""
 FRAMES = {"data_type": "frame", "frames_number": 16, "split_by": "number"}
 
 SUBSET = {
     "dvs-lip": "SpikingJelly inflates the zip and np.loads each .npy: its work is a subset of ours",
     "hardvs": "SpikingJelly inflates the nested zips and np.loads each npz: its work is a subset of ours",
-    "es-imagenet": "SpikingJelly links the extracted npz files and np.loads + argsorts each: its work is a subset "
-    "of ours",
+    "es-imagenet": "SpikingJelly links the extracted npz files and np.loads + argsorts each (in float64): the same "
+    "steps as our read, without the checks and the encoding",
     "n-cars": "expelliarmus inflates the nested zips and decodes each .dat: its work is a subset of ours",
 }
 """Datasets whose reference does less than our convert; the others' references write files or read h5 per row."""
@@ -175,11 +177,16 @@ def run(dataset: str, workers: int | None, scale: float, peak_of, work: Path, fr
     for p in raw.rglob("*"):
         if p.is_file():
             p.read_bytes()  # warm the page cache the same way for both tools
-    es_wall, es_rss, stdout = peak_of(cmd)
+    pairs = []
+    for _ in range(PAIRS):  # each pair: our whole process, then the reference's, on the same files
+        shutil.rmtree(work / "out", ignore_errors=True)
+        es_wall, es_rss, stdout = peak_of(cmd)
+        sj_wall, sj_rss, got = _reference(dataset, work / "sj", raw, md5, None, peak_of)
+        pairs.append((sj_wall / es_wall, es_wall, es_rss, sj_wall, sj_rss, got))
+    pairs.sort(key=lambda p: p[0])
+    _, es_wall, es_rss, sj_wall, sj_rss, (n_sj, events_sj, imports, build, read) = pairs[len(pairs) // 2]
     summary = json.loads(stdout)
     events, samples = summary["events"], sum(summary["samples"].get(s, 0) for s in ("train", "val", "test"))
-    sj_wall, sj_rss, (n_sj, events_sj, imports, build, read) = _reference(dataset, work / "sj", raw, md5, None,
-                                                                          peak_of)
     ref = "SpikingJelly 2.0.0 event: build + ds[i]"
     if dataset == "n-cars":
         ref = "expelliarmus 1.1.12: extract + read .dat"
@@ -198,23 +205,24 @@ def run(dataset: str, workers: int | None, scale: float, peak_of, work: Path, fr
     if (n_sj, events_sj) != (samples, events):
         print(f"NOTE: the reference saw {n_sj} samples / {events_sj:,} events, eventshard {samples} / {events:,}")
     ratio = sj_wall / es_wall * (events / max(events_sj, 1))
-    print(f"speed ratio eventshard / reference (events/s): {ratio:.1f}x; target {TARGET}x: "
-          f"{'PASS' if ratio >= TARGET else 'MISS'}")
+    verdict = "PASS" if ratio >= TARGET else "MISS"
+    print(f"speed ratio eventshard / reference (events/s), median of {len(pairs)} pairs: {ratio:.1f}x "
+          f"(pairs: {', '.join(f'{p[0]:.1f}x' for p in pairs)}); target {TARGET}x: {verdict}")
     start = start_seconds(dataset)
     cores = workers or os.cpu_count() or 1
     work_s = build + read
     what = "expelliarmus" if dataset == "n-cars" else "torch + SpikingJelly"
     print(f"reference: imports ({what}) {imports:.2f} s, construction {build:.2f} s, read {read:.2f} s; "
           f"eventshard's interpreter start + imports {start:.2f} s")
+    ceiling = sj_wall / start
+    beyond = f" ({TARGET}x is out of reach)" if ceiling < TARGET else ""
     if dataset in SUBSET:
-        bound = sj_wall / (start + work_s / cores)
-        out_of_reach = f" ({TARGET}x is out of reach)" if bound < TARGET else ""
-        print(f"floor: {SUBSET[dataset]}; even doing only its {work_s:.2f} s of work on {cores} cores after our "
-              f"{start:.2f} s start, the ratio is bound by ≈ {bound:.1f}x{out_of_reach}")
+        equal = sj_wall / (start + work_s / cores)
+        print(f"floor: {SUBSET[dataset]}. With no work at all after our {start:.2f} s start the ratio would be "
+              f"{ceiling:.1f}x{beyond}; with its own {work_s:.2f} s of work spread over {cores} cores, ≈ {equal:.1f}x")
     else:
-        bound = sj_wall / start
         print(f"floor: the reference parses and writes files of its own ({work_s:.2f} s of work); with no work at all "
-              f"after our {start:.2f} s start the ratio would be ≈ {bound:.1f}x")
+              f"after our {start:.2f} s start the ratio would be {ceiling:.1f}x{beyond}")
 
 
 def main() -> None:
