@@ -130,10 +130,6 @@ class InnerZips:
         self.tmp: str | None = None
         self._n = 0
 
-    def copy(self, outer: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> Path:
-        """Copy one member of ``outer`` out and return its path (:class:`DatasetError` if unreadable)."""
-        return self._copy(outer, info, label, self._dest())
-
     def _dest(self) -> Path:
         self.tmp = self.tmp or tempfile.mkdtemp(prefix="eventshard-inner-")
         self._n += 1
@@ -141,6 +137,7 @@ class InnerZips:
 
     @staticmethod
     def _copy(outer: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, dest: Path) -> Path:
+        """Copy one member of ``outer`` to ``dest`` (:class:`DatasetError` if unreadable)."""
         try:
             with outer.open(info) as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 4 << 20)
