@@ -6,6 +6,7 @@ here from ``shared/FORMATS.md`` §7 (and expelliarmus 1.1.12 on the real files).
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import zipfile
@@ -75,13 +76,54 @@ def test_inner_zips_and_extracted_folders_give_the_same_shards(tmp_path):
     for name in ("n-cars_train.zip", "n-cars_test.zip"):
         with zipfile.ZipFile(inner_raw / name) as zf:
             zf.extractall(folder_raw / name[:-4])
+    stored_raw = tmp_path / "stored"  # the inner zips stored uncompressed in the outer one: read in place
+    stored_raw.mkdir()
+    _restore(gen.root / "Prophesee_Dataset_n_cars.zip", stored_raw / "Prophesee_Dataset_n_cars.zip")
+    from shardgen.datasets import n_cars
+
+    src = n_cars.open_source(stored_raw)
+    assert src.inner is not None and src.inner.tmp is None  # nothing copied out
+    assert {it.container for it in src.items} == {str(stored_raw / "Prophesee_Dataset_n_cars.zip")}
+    src.close()
     runs = {}
-    for name, raw in (("a", gen.root), ("b", inner_raw), ("c", tmp_path / "folder")):
+    for name, raw in (("a", gen.root), ("b", inner_raw), ("c", tmp_path / "folder"), ("d", stored_raw)):
         runs[name] = convert("n-cars", raw, tmp_path / name, workers=1, progress=False)
-    assert runs["a"]["samples"] == runs["b"]["samples"] == runs["c"]["samples"]
-    for shard in sorted((tmp_path / "a").glob("*.tar.zst")):
+    assert runs["a"]["samples"] == runs["b"]["samples"] == runs["c"]["samples"] == runs["d"]["samples"]
+    shards = sorted((tmp_path / "a").glob("*.tar.zst"))
+    assert shards
+    for shard in shards:
         assert shard.read_bytes() == (tmp_path / "b" / shard.name).read_bytes() == (tmp_path / "c" / shard.name
                                                                                       ).read_bytes()
+        assert shard.read_bytes() == (tmp_path / "d" / shard.name).read_bytes()
+
+
+def _restore(src: Path, dest: Path, damage: str | None = None) -> None:
+    """``src`` rewritten with every member stored (``damage``: flip a byte of that inner member's data)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            inner = {i.filename: i for i in zipfile.ZipFile(io.BytesIO(data)).infolist()} if damage else {}
+            if damage in inner:
+                body = zipfile.ZipFile(io.BytesIO(data)).read(damage)
+                buf = io.BytesIO()
+                with zipfile.ZipFile(io.BytesIO(data)) as zi, zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zo:
+                    for i in zi.infolist():
+                        zo.writestr(i.filename, zi.read(i))
+                data = bytearray(buf.getvalue())
+                data[data.index(body) + 20] ^= 0xFF  # inside the member's stored bytes: its CRC fails
+                data = bytes(data)
+            zout.writestr(info.filename, data)
+
+
+def test_damaged_member_of_a_stored_inner_zip_is_named(tmp_path):
+    gen = write_ncars(tmp_path / "raw", per_class=2, max_events=50)
+    raw = tmp_path / "stored"
+    raw.mkdir()
+    _restore(gen.root / "Prophesee_Dataset_n_cars.zip", raw / "Prophesee_Dataset_n_cars.zip",
+             damage="train/cars/obj_000001_td.dat")
+    with pytest.raises(DatasetError, match=r"Prophesee_Dataset_n_cars\.zip: member 'train/cars/obj_000001_td\.dat'"
+                                           r" at byte \d+: CRC-32"):
+        convert("n-cars", raw, tmp_path / "out", workers=1, progress=False)
 
 
 def _real_files() -> list[Path]:

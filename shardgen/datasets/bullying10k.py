@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
-from shardgen.datasets.filelist import FileListSource, cut_items, file_item, member_item, walk_files, zip_files
+from shardgen.datasets.filelist import FileListSource, cut_items, file_item, member_item, walk_files
+from shardgen.datasets.zips import zip_files
 from shardgen.formats.events import Events, FormatError
 from shardgen.formats.npy import events_from_columns
 from shardgen.formats.safe_pickle import load_pickled_npy

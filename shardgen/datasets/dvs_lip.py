@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
-from shardgen.datasets.filelist import FileListSource, cut_items, file_item, member_item, walk_files, zip_files
+from shardgen.datasets.filelist import FileListSource, cut_items, file_item, member_item, walk_files
+from shardgen.datasets.zips import zip_files
 from shardgen.formats.events import Events, FormatError
 from shardgen.formats.npy import events_from_columns, load_npy
 

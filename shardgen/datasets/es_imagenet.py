@@ -97,14 +97,19 @@ def read(data: Any, name: str, allow_truncated: bool = False) -> Events:
                 a = a.reshape(0, 3)
             else:
                 raise FormatError(name, None, f"{key!r} has shape {a.shape}, expected (n, 3)")
-        parts.append(integer_column(a, name, key).reshape(-1, 3))
+        parts.append(a)
+    n_pos = len(parts[0])
+    # the uint8 rows as stored when both arrays are uint8 (the published files): checked, sorted and cut at 1
+    # byte a value (a stable argsort of uint8 is a radix sort); else as int64, checked by integer_column
+    if parts[0].dtype != np.uint8 or parts[1].dtype != np.uint8:
+        parts = [integer_column(a, name, key).reshape(-1, 3) for a, key in zip(parts, ("pos", "neg"), strict=True)]
     rows = np.concatenate(parts)
-    p = np.concatenate([np.ones(len(parts[0]), np.uint8), np.zeros(len(parts[1]), np.uint8)])
     order = np.argsort(rows[:, 2], kind="stable")
-    rows, p = rows[order], p[order]
+    rows = rows[order]
+    p = (order < n_pos).view(np.uint8)  # pos first: p = 1 for the rows that came from pos
     if rows.size and int(rows[:, :2].max()) > 255:
         raise FormatError(name, None, f"coordinate {int(rows[:, :2].max())} outside the 256 x 256 sensor")
-    return Events(rows[:, 2].copy(), rows[:, 1].astype(np.uint16), rows[:, 0].astype(np.uint16), p)
+    return Events(rows[:, 2].astype(np.int64), rows[:, 1].astype(np.uint16), rows[:, 0].astype(np.uint16), p)
 
 
 def parse_vallabel(data: bytes, name: str) -> dict[str, int]:

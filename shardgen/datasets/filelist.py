@@ -13,18 +13,13 @@ each dataset module lists its files itself and hands this module finished :class
 4. reads each item in a worker (zip member by ``pread``, or a plain file, or bytes handed over by a
    streaming source) and decodes it with the dataset's reader.
 
-It also holds the small listing helpers the dataset modules share: safe zip member names and
-inner zips copied to a private temporary folder.
+Zip listing (safe member names, zips inside a zip) is in :mod:`shardgen.datasets.zips`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import stat
-import tempfile
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,8 +40,9 @@ from shardgen.datasets.base import (
     read_all,
     want_all,
 )
-from shardgen.datasets.classfolder import MAX_SAMPLE_FILE_BYTES, SplitRule, read_member, split_by_class
+from shardgen.datasets.classfolder import SplitRule, read_member, split_by_class
 from shardgen.datasets.md5check import Md5Check
+from shardgen.datasets.zips import InnerZips
 from shardgen.formats.events import Events
 
 Reader = Callable[[Any, str, bool], Events]
@@ -93,84 +89,15 @@ def split_units(units: list[Unit], rule: SplitRule) -> dict[Unit, str]:
 # ------------------------------------------------------------------------------------------ listing helpers
 
 
-def _parts(name: str) -> tuple[str, ...]:
-    return tuple(p for p in name.split("/") if p and p != ".")
-
-
-def safe_member(archive: str, info: zipfile.ZipInfo, skipped: list[str]) -> tuple[str, ...] | None:
-    """The path parts of a regular zip member, or ``None`` (and a line in ``skipped``) for an unsafe one.
-
-    Directories, macOS resource forks and ``__MACOSX`` entries give ``None`` silently; absolute
-    names, ``..`` and symbolic links are reported and never followed.
-    """
-    name = info.filename
-    if info.is_dir():
-        return None
-    parts = _parts(name)
-    if name.startswith(("/", "\\")) or "\\" in name or ".." in parts or (parts and ":" in parts[0]):
-        skipped.append(f"{archive}: member {name!r}: points outside the archive's folder (not read)")
-        return None
-    if stat.S_ISLNK(info.external_attr >> 16):
-        skipped.append(f"{archive}: member {name!r}: a symbolic link (not followed)")
-        return None
-    if not parts or parts[-1].startswith("._") or "__MACOSX" in parts:
-        return None
-    if info.file_size > MAX_SAMPLE_FILE_BYTES:  # a zip bomb must not be inflated into memory
-        raise DatasetError(f"{archive}: member {name!r}: {info.file_size:,} bytes, more than one sample file "
-                           f"may hold (limit {MAX_SAMPLE_FILE_BYTES:,})")
-    return parts
-
-
-def open_zip(path: Path | str, label: str | None = None) -> zipfile.ZipFile:
-    """``zipfile.ZipFile(path)``, or :class:`DatasetError` naming ``label`` (default: the path)."""
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(f"{label or path}: not a readable zip archive ({exc})") from None
-
-
-def zip_files(path: Path | str, label: str, skipped: list[str]) -> list[tuple[tuple[str, ...], zipfile.ZipInfo]]:
-    """``(path parts, info)`` of every safe regular member of a zip, in stored order."""
-    with open_zip(path, label) as zf:
-        out = []
-        for info in zf.infolist():
-            parts = safe_member(label, info, skipped)
-            if parts is not None:
-                out.append((parts, info))
-        return out
-
-
-class InnerZips:
-    """Inner zips of an outer archive, copied (under generated names) to a private temporary folder."""
-
-    def __init__(self) -> None:
-        self.tmp: str | None = None
-        self._n = 0
-
-    def copy(self, outer: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> Path:
-        """Copy one member of ``outer`` out and return its path (:class:`DatasetError` if unreadable)."""
-        self.tmp = self.tmp or tempfile.mkdtemp(prefix="eventshard-inner-")
-        dest = Path(self.tmp) / f"{self._n:05d}.zip"
-        self._n += 1
-        try:
-            with outer.open(info) as src, open(dest, "wb") as out:
-                shutil.copyfileobj(src, out, 4 << 20)
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            raise DatasetError(f"{label}: member {info.filename!r}: cannot be read ({exc})") from None
-        return dest
-
-    def close(self) -> None:
-        """Remove the copies."""
-        if self.tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
-
-
 def member_item(container: str, info: zipfile.ZipInfo, key: str, label: int, cls: str, split: str, file: str,
-                archive: str | None = None) -> Item:
-    """An :class:`Item` for a zip member; ``archive`` names the zip in errors (default: the container's name)."""
+                archive: str | None = None, shift: int = 0) -> Item:
+    """An :class:`Item` for a zip member; ``archive`` names the zip in errors (default: the container's name);
+    ``shift``: where the zip starts in ``container`` (:class:`InnerZip`)."""
     where = f"{archive or os.path.basename(container)}:{info.filename}"
-    return Item(key, label, cls, split, info.filename, file, info.file_size, container, zip_entry(info), where)
+    entry = zip_entry(info)
+    if shift:
+        entry = (entry[0] + shift, *entry[1:])
+    return Item(key, label, cls, split, info.filename, file, info.file_size, container, entry, where)
 
 
 def file_item(path: Path, key: str, label: int, cls: str, split: str, file: str) -> Item:

@@ -16,22 +16,14 @@ splits ``train``, ``val``, ``test``; CRLF lists are accepted.
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
-from shardgen.datasets.filelist import (
-    FileListSource,
-    InnerZips,
-    cut_items,
-    file_item,
-    member_item,
-    open_zip,
-    safe_member,
-    walk_files,
-    zip_files,
-)
+from shardgen.datasets.filelist import FileListSource, cut_items, file_item, member_item, walk_files
 from shardgen.datasets.md5check import md5_mismatch
+from shardgen.datasets.zips import InnerZips, open_zip, safe_member
 from shardgen.formats.events import Events
 from shardgen.formats.npy import events_from_columns, load_npz
 
@@ -122,16 +114,21 @@ def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = No
     md5_jobs: list[tuple[Path, str]] = []
     if (raw / ARCHIVE).is_file():
         md5_jobs.append((raw / ARCHIVE, _MD5[ARCHIVE]))
+        actions: list[tuple[str, zipfile.ZipInfo]] = []
         with open_zip(raw / ARCHIVE) as zf:
             for info in zf.infolist():
                 parts = safe_member(ARCHIVE, info, skipped)
-                if not parts or not (m := re.fullmatch(r"(action_\d{3})\.zip", parts[-1])):
-                    continue
-                label = f"{ARCHIVE}:{info.filename}"
-                copy = inner.copy(zf, info, ARCHIVE)
-                for p, i in zip_files(copy, label, skipped):
-                    if p[-1].lower().endswith(".npz"):
-                        files[(m.group(1), p[-1][:-4])] = (str(copy), i, label)
+                if parts and (m := re.fullmatch(r"(action_\d{3})\.zip", parts[-1])):
+                    actions.append((m.group(1), info))
+        try:
+            zips = inner.open_all(raw / ARCHIVE, [info for _, info in actions], ARCHIVE, skipped)
+        except BaseException:
+            inner.close()
+            raise
+        for (cls, _), iz in zip(actions, zips, strict=True):
+            for p, i in iz.members:
+                if p[-1].lower().endswith(".npz"):
+                    files[(cls, p[-1][:-4])] = (iz, i)
     else:
         for path in walk_files(raw, ".npz", skipped):
             cls = next((d for d in reversed(path.relative_to(raw).parts[:-1]) if _CLASS.fullmatch(d)), None)
@@ -151,7 +148,9 @@ def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = No
             if isinstance(where, Path):
                 items.append(file_item(where, key, label, cls, split_name, f"{key}.npz"))
             else:
-                items.append(member_item(where[0], where[1], key, label, cls, split_name, f"{key}.npz", where[2]))
+                iz, info = where
+                items.append(member_item(iz.container, info, key, label, cls, split_name, f"{key}.npz", iz.label,
+                                         iz.shift))
     skipped.extend(f"{cls}/{sample}.npz: not in any label list" for cls, sample in sorted(set(files) - listed))
     return FileListSource(SPEC, items, list(CLASSES), SPLITS, md5_jobs=md5_jobs, check_md5=check_md5,
                           provenance=provenance, skipped=skipped, inner=inner, batch_files=64)

@@ -191,6 +191,22 @@ class HeidelbergSource(SourceBase):
             self._tmp = None
 
 
+_US_OF_FLOAT16: np.ndarray | None = None
+"""µs of every float16 bit pattern (:func:`spikes_h5.seconds_to_us` of all 65,536): one gather per block."""
+
+
+def _to_us(times: np.ndarray) -> np.ndarray:
+    """:func:`spikes_h5.seconds_to_us`, by table lookup for float16 (the files' type), else computed."""
+    global _US_OF_FLOAT16
+    if times.dtype != np.float16:
+        return spikes_h5.seconds_to_us(times)
+    if _US_OF_FLOAT16 is None:
+        with np.errstate(invalid="ignore"):  # NaN / inf patterns: the same values the computation gives
+            _US_OF_FLOAT16 = spikes_h5.seconds_to_us(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+                                                     .view(np.float16))
+    return _US_OF_FLOAT16[times.view(np.uint16)]
+
+
 def cut_rows(ds: HeidelbergDataset, task: RecordingTask) -> CutRecording:
     """Read rows ``[start, stop)`` of one split's file; one :class:`CutSample` per row."""
     ctx = task.context
@@ -201,7 +217,7 @@ def cut_rows(ds: HeidelbergDataset, task: RecordingTask) -> CutRecording:
     sizes = np.fromiter((t.size for t in times), np.int64, len(times))
     bounds = np.zeros(len(times) + 1, np.int64)
     np.cumsum(sizes, out=bounds[1:])
-    t_all = spikes_h5.seconds_to_us(np.concatenate(times) if times else np.zeros(0, np.float16))
+    t_all = _to_us(np.concatenate(times) if times else np.zeros(0, np.float16))
     u_all = (np.concatenate(units) if units else np.zeros(0, np.uint16)).astype(np.uint16, copy=False)
     outside = np.flatnonzero(u_all >= w)
     if outside.size:

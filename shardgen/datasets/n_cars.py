@@ -19,17 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from shardgen.datasets.base import DatasetError, DatasetSpec, RecordingTask, Resource, raw_folder
-from shardgen.datasets.filelist import (
-    FileListSource,
-    InnerZips,
-    Item,
-    cut_items,
-    file_item,
-    member_item,
-    open_zip,
-    safe_member,
-    walk_files,
-)
+from shardgen.datasets.filelist import FileListSource, Item, cut_items, file_item, member_item, walk_files
+from shardgen.datasets.zips import InnerZip, InnerZips, open_zip, safe_member, zip_files
 from shardgen.formats.dat import read_dat
 from shardgen.formats.events import Events
 
@@ -70,18 +61,17 @@ def _item(parts: tuple[str, ...], split: str | None) -> tuple[str, str, str] | N
     return (split, parts[-2], parts[-1][:-4]) if split else None
 
 
-def _from_zip(path: Path, label: str, split: str, items: list[Item], skipped: list[str]) -> None:
-    with open_zip(path, label) as zf:
-        for info in zf.infolist():
-            parts = safe_member(label, info, skipped)
-            got = _item(parts, split) if parts else None
-            if got is None:
-                if parts and parts[-1].lower().endswith(".dat"):
-                    skipped.append(f"{label}: member {info.filename!r}: not in a cars/ or background/ folder")
-                continue
-            s, cls, stem = got
-            key = f"{cls}/{stem}"
-            items.append(member_item(str(path), info, key, CLASSES.index(cls), cls, s, f"{cls}/{parts[-1]}", label))
+def _from_zip(zipped: InnerZip, split: str, items: list[Item], skipped: list[str]) -> None:
+    for parts, info in zipped.members:
+        got = _item(parts, split)
+        if got is None:
+            if parts[-1].lower().endswith(".dat"):
+                skipped.append(f"{zipped.label}: member {info.filename!r}: not in a cars/ or background/ folder")
+            continue
+        s, cls, stem = got
+        key = f"{cls}/{stem}"
+        items.append(member_item(zipped.container, info, key, CLASSES.index(cls), cls, s, f"{cls}/{parts[-1]}",
+                                 zipped.label, zipped.shift))
 
 
 def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = None) -> FileListSource:
@@ -94,16 +84,20 @@ def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = No
     if (raw / OUTER).is_file():
         provenance.append({"file": OUTER, "md5": "none published"})
         with open_zip(raw / OUTER) as zf:
-            for info in zf.infolist():
-                parts = safe_member(OUTER, info, skipped)
-                if parts and parts[-1] in INNER:
-                    label = f"{OUTER}:{info.filename}"
-                    _from_zip(inner.copy(zf, info, OUTER), label, INNER[parts[-1]], items, skipped)
+            found = [(parts[-1], info) for info in zf.infolist()
+                     if (parts := safe_member(OUTER, info, skipped)) and parts[-1] in INNER]
+        try:
+            zips = inner.open_all(raw / OUTER, [info for _, info in found], OUTER, skipped)
+        except BaseException:
+            inner.close()
+            raise
+        for (name, _), zipped in zip(found, zips, strict=True):
+            _from_zip(zipped, INNER[name], items, skipped)
     elif any((raw / n).is_file() for n in INNER):
         for name, s in INNER.items():
             if (raw / name).is_file():
                 provenance.append({"file": name, "md5": "none published"})
-                _from_zip(raw / name, name, s, items, skipped)
+                _from_zip(InnerZip(name, str(raw / name), 0, zip_files(raw / name, name, skipped)), s, items, skipped)
     else:
         for path in walk_files(raw, ".dat", skipped):
             got = _item(path.relative_to(raw).parts, None)

@@ -32,18 +32,8 @@ import numpy as np
 
 from shardgen.datasets.base import DatasetError, DatasetSpec, Resource
 from shardgen.datasets.classfolder import SplitRule, make_split_rule
-from shardgen.datasets.filelist import (
-    FileListSource,
-    InnerZips,
-    Item,
-    Unit,
-    file_item,
-    member_item,
-    open_zip,
-    safe_member,
-    split_units,
-    walk_files,
-)
+from shardgen.datasets.filelist import FileListSource, Item, Unit, file_item, member_item, split_units, walk_files
+from shardgen.datasets.zips import InnerZips, open_zip, safe_member
 from shardgen.formats.atis_td import read_atis_td
 from shardgen.formats.events import Events, FormatError
 
@@ -137,16 +127,17 @@ def open_nav_source(spec: DatasetSpec, raw: Path | str, check_md5: bool, split: 
     if (raw / archive.file).is_file():
         md5_jobs.append((raw / archive.file, archive.md5 or ""))
         with open_zip(raw / archive.file) as zf:
-            for info in zf.infolist():
-                parts = safe_member(archive.file, info, skipped)
-                if not parts or not parts[-1].lower().endswith(".zip"):
-                    continue
-                label = f"{archive.file}:{info.filename}"
-                copy = inner.copy(zf, info, archive.file)
-                with open_zip(copy, label) as izf:
-                    for m in izf.infolist():
-                        if safe_member(label, m, skipped) and (got := _units_of(m.filename, skipped, label)):
-                            found.append((Unit(got[0], got[1], f"{label}:{m.filename}"), (str(copy), m, label)))
+            users = [info for info in zf.infolist()
+                     if (parts := safe_member(archive.file, info, skipped)) and parts[-1].lower().endswith(".zip")]
+        try:
+            zips = inner.open_all(raw / archive.file, users, archive.file, skipped)
+        except BaseException:
+            inner.close()
+            raise
+        for iz in zips:
+            for _, m in iz.members:
+                if got := _units_of(m.filename, skipped, iz.label):
+                    found.append((Unit(got[0], got[1], f"{iz.label}:{m.filename}"), (iz, m)))
     else:
         for path in walk_files(raw, ".dat", skipped):
             if got := _units_of(path.name, skipped, str(path.parent)):
@@ -162,8 +153,9 @@ def open_nav_source(spec: DatasetSpec, raw: Path | str, check_md5: bool, split: 
         if isinstance(where, Path):
             items.append(file_item(where, key, label, u.cls, s, f"{u.cls}/{where.name}"))
         else:
-            container, info, archive = where
-            items.append(member_item(container, info, key, label, u.cls, s, f"{u.cls}/{u.stem}.dat", archive))
+            iz, info = where
+            items.append(member_item(iz.container, info, key, label, u.cls, s, f"{u.cls}/{u.stem}.dat", iz.label,
+                                     iz.shift))
     return FileListSource(spec, items, list(GESTURES), ("train", "test"), rule=rule.describe(),
                           view_splits={"all": ["train", "test"]}, md5_jobs=md5_jobs, check_md5=check_md5,
                           provenance=provenance, skipped=skipped, inner=inner, batch_files=32)
