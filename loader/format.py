@@ -18,9 +18,6 @@ frame is one ``bincount`` over a slice. Readers read all three; the decoder retu
 
 from __future__ import annotations
 
-import io
-import re
-import tarfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +41,15 @@ from loader.index import (  # the index's half of the format, used through this 
     shard_name,
     validate_index,
 )
+from loader.sampletar import (  # the tar members of one sample, used through this module as well
+    END_OF_ARCHIVE,
+    EVENTS_SUFFIX,
+    LABEL_SUFFIX,
+    TAR_BLOCK,
+    check_key,
+    sample_tar,
+    split_sample_tar,
+)
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "FORMAT_VERSION_1D", "FORMAT_VERSION_XYP", "INDEX_NAME", "READABLE_VERSIONS",
@@ -55,10 +61,6 @@ __all__ = [
 ]
 
 TIME_UNIT = "us"
-EVENTS_SUFFIX = ".events.msgpack"
-LABEL_SUFFIX = ".label.msgpack"
-TAR_BLOCK = 512
-END_OF_ARCHIVE = bytes(2 * TAR_BLOCK)
 DEFAULT_ZSTD_LEVEL = -1
 """``shardgen convert``'s zstd level: literals stored raw, so a sample inflates ~6x faster than at level 3 (the
 decode is most of a DataLoader worker's time) for 5-38 % more bytes; docs/BENCHMARKS.md has the trade."""
@@ -67,7 +69,6 @@ decode is most of a DataLoader worker's time) for 5-38 % more bytes; docs/BENCHM
 MAX_SAMPLE_BYTES = 1 << 31
 MAX_EVENTS = 1 << 31
 _COLUMN_DTYPES = {"u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8"}
-_KEY_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-/]{0,200}")  # used with fullmatch
 
 
 # --------------------------------------------------------------------------- columns
@@ -365,113 +366,6 @@ def decode_label(buf: bytes) -> dict[str, Any]:
     if not isinstance(m.get("label"), int):
         raise FormatError("label: field 'label' missing or not an integer")
     return m
-
-
-def _tar_header(name: str, size: int) -> bytes:
-    """The header :mod:`tarfile` writes for a regular file (PAX format: plain ustar when the name fits)."""
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
-
-
-_USTAR_TEMPLATE = bytearray(_tar_header("x", 0))
-_USTAR_TEMPLATE[0:100] = bytes(100)  # name
-_USTAR_TEMPLATE[124:136] = bytes(12)  # size
-_USTAR_TEMPLATE[148:156] = b" " * 8  # checksum, counted as spaces
-_TEMPLATE_SUM = sum(_USTAR_TEMPLATE)
-
-
-def _fast_tar_header(name: str, size: int) -> bytes:
-    """Byte for byte :func:`_tar_header` for short ASCII names, without building a ``TarInfo`` (hot path)."""
-    raw = name.encode("ascii", "strict") if name.isascii() else b""
-    if not raw or len(raw) > 100 or size >= 8**11:
-        return _tar_header(name, size)
-    size_field = b"%011o\0" % size
-    header = bytearray(_USTAR_TEMPLATE)
-    header[0 : len(raw)] = raw
-    header[124:136] = size_field
-    header[148:155] = b"%06o\0" % (_TEMPLATE_SUM + sum(raw) + sum(size_field))
-    return bytes(header)
-
-
-def _tar_member(name: str, data: bytes) -> bytes:
-    pad = (-len(data)) % TAR_BLOCK
-    return _fast_tar_header(name, len(data)) + data + bytes(pad)
-
-
-def check_key(key: str) -> str:
-    """Return ``key`` if it is a safe sample key (relative, no ``..``), else raise :class:`FormatError`."""
-    if not isinstance(key, str) or not _KEY_RE.fullmatch(key) or ".." in key.split("/") or "//" in key:
-        raise FormatError(f"bad sample key {key!r}")
-    return key
-
-
-def sample_tar(key: str, events: bytes, label: bytes) -> bytes:
-    """The two tar members of one sample (no end-of-archive marker)."""
-    check_key(key)
-    return _tar_member(key + EVENTS_SUFFIX, events) + _tar_member(key + LABEL_SUFFIX, label)
-
-
-def split_sample_tar(buf: bytes) -> tuple[str, bytes, bytes]:
-    """Parse the tar members of one sample into ``(key, events_payload, label_payload)``.
-
-    The payloads may be read-only views into ``buf`` (no copies): the common layout, two plain ustar
-    members and nothing else, is parsed header by header with :meth:`tarfile.TarInfo.frombuf`; anything
-    else goes through :func:`tarfile.open`, which gives the same result or the error.
-    """
-    fast = _two_plain_members(buf)
-    if fast is not None:
-        return _sample_members(fast)
-    members: dict[str, bytes] = {}
-    try:
-        with tarfile.open(fileobj=io.BytesIO(buf), mode="r:") as tf:
-            for info in tf:
-                if not info.isreg():
-                    raise FormatError(f"tar member {info.name!r} is not a regular file")
-                f = tf.extractfile(info)
-                members[info.name] = f.read() if f is not None else b""
-    except tarfile.TarError as exc:
-        raise FormatError(f"sample is not a valid tar stream ({exc})") from None
-    return _sample_members(members)
-
-
-def _two_plain_members(buf: bytes) -> dict[str, memoryview] | None:
-    """The two members of a sample laid out as the writer lays them out (two ustar headers, each followed
-    by its data padded to a block, and the end of ``buf``), as views; ``None`` for any other layout."""
-    view = memoryview(buf)
-    members: dict[str, memoryview] = {}
-    off = 0
-    for _ in range(2):
-        if off + TAR_BLOCK > len(view) or view[off + 156] not in _PLAIN_TYPES:
-            return None
-        try:
-            info = tarfile.TarInfo.frombuf(bytes(view[off : off + TAR_BLOCK]), "utf-8", "surrogateescape")
-        except tarfile.TarError:
-            return None
-        start = off + TAR_BLOCK
-        off = start + info.size + (-info.size) % TAR_BLOCK
-        if not info.isreg() or off > len(view) or info.name in members:
-            return None
-        members[info.name] = view[start : start + info.size]
-    return members if off == len(view) else None
-
-
-_PLAIN_TYPES = frozenset((tarfile.REGTYPE[0], tarfile.AREGTYPE[0]))  # type flags of a plain regular file
-
-
-def _sample_members(members: Mapping[str, bytes | memoryview]) -> tuple[str, Any, Any]:
-    """``(key, events, label)`` of a sample's members: one events and one label member of one key."""
-    ev = [n for n in members if n.endswith(EVENTS_SUFFIX)]
-    if len(members) != 2 or len(ev) != 1:
-        raise FormatError(f"sample must hold one events and one label member, got {sorted(members)}")
-    key = check_key(ev[0][: -len(EVENTS_SUFFIX)])
-    if key + LABEL_SUFFIX not in members:
-        raise FormatError(f"sample {key!r} has no {LABEL_SUFFIX} member")
-    return key, members[ev[0]], members[key + LABEL_SUFFIX]
 
 
 def compress_frame(data: bytes, cctx: zstandard.ZstdCompressor) -> bytes:

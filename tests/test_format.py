@@ -600,7 +600,7 @@ def test_import_format_does_not_import_torch():
 )
 def test_fast_tar_header_is_what_tarfile_writes(name, size):
     """The hot-path ustar header equals tarfile's PAX-format header byte for byte (falls back when it cannot)."""
-    from loader.format import _fast_tar_header, _tar_header
+    from loader.sampletar import _fast_tar_header, _tar_header
 
     assert _fast_tar_header(name, size) == _tar_header(name, size)
 

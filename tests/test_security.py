@@ -36,6 +36,7 @@ import pytest
 import zstandard
 
 from loader import format as F
+from loader import sampletar
 from loader.errors import EventshardError
 from loader.shards import open_shard_set
 from shardgen.archive import ArchiveError, TarGzStream, read_zip_entry, zip_entry
@@ -448,7 +449,7 @@ def _events_map(**fields) -> bytes:
 
 
 def _tar_member_claiming(size: int) -> bytes:
-    header = F._tar_header("0/a_0" + F.EVENTS_SUFFIX, size)
+    header = sampletar._tar_header("0/a_0" + F.EVENTS_SUFFIX, size)
     return header + b"\x00" * 1024
 
 

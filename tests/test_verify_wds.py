@@ -75,7 +75,7 @@ def test_a_frame_holding_two_samples(tmp_path: Path) -> None:
 
 def test_members_for_another_decoder(tmp_path: Path) -> None:
     """``<key>.events.mp`` is what webdataset's default decoders know; the format says ``.msgpack``."""
-    from loader.format import _tar_member  # the writer's member layout, with a name the format does not allow
+    from loader.sampletar import _tar_member  # the writer's member layout, with a name the format does not allow
 
     ev, lab, n = _payloads(0)
     odd = _tar_member("c/x.events.mp", ev) + _tar_member("c/x.label.msgpack", lab)
