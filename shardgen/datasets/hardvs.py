@@ -120,11 +120,7 @@ def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = No
                 parts = safe_member(ARCHIVE, info, skipped)
                 if parts and (m := re.fullmatch(r"(action_\d{3})\.zip", parts[-1])):
                     actions.append((m.group(1), info))
-        try:
-            zips = inner.open_all(raw / ARCHIVE, [info for _, info in actions], ARCHIVE, skipped)
-        except BaseException:
-            inner.close()
-            raise
+        zips = inner.open_all(raw / ARCHIVE, [info for _, info in actions], ARCHIVE, skipped)
         for (cls, _), iz in zip(actions, zips, strict=True):
             for p, i in iz.members:
                 if p[-1].lower().endswith(".npz"):

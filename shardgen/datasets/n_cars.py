@@ -86,11 +86,7 @@ def open_source(raw: Path | str, check_md5: bool = True, split: dict | None = No
         with open_zip(raw / OUTER) as zf:
             found = [(parts[-1], info) for info in zf.infolist()
                      if (parts := safe_member(OUTER, info, skipped)) and parts[-1] in INNER]
-        try:
-            zips = inner.open_all(raw / OUTER, [info for _, info in found], OUTER, skipped)
-        except BaseException:
-            inner.close()
-            raise
+        zips = inner.open_all(raw / OUTER, [info for _, info in found], OUTER, skipped)
         for (name, _), zipped in zip(found, zips, strict=True):
             _from_zip(zipped, INNER[name], items, skipped)
     elif any((raw / n).is_file() for n in INNER):

@@ -129,11 +129,7 @@ def open_nav_source(spec: DatasetSpec, raw: Path | str, check_md5: bool, split: 
         with open_zip(raw / archive.file) as zf:
             users = [info for info in zf.infolist()
                      if (parts := safe_member(archive.file, info, skipped)) and parts[-1].lower().endswith(".zip")]
-        try:
-            zips = inner.open_all(raw / archive.file, users, archive.file, skipped)
-        except BaseException:
-            inner.close()
-            raise
+        zips = inner.open_all(raw / archive.file, users, archive.file, skipped)
         for iz in zips:
             for _, m in iz.members:
                 if got := _units_of(m.filename, skipped, iz.label):

@@ -150,8 +150,15 @@ class InnerZips:
 
         A stored (uncompressed) inner zip whose members are stored or deflated is listed and read in place:
         no copy. The others are copied out by a thread per core (:mod:`zlib` inflates without the GIL, and
-        no worker runs yet while the download is listed).
+        no worker runs yet while the download is listed). On failure the copies made so far are removed.
         """
+        try:
+            return self._open_all(outer, infos, archive, skipped)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_all(self, outer: Path, infos: list[zipfile.ZipInfo], archive: str, skipped: list[str]) -> list[InnerZip]:
         out: dict[int, InnerZip] = {}
         pending: list[tuple[int, zipfile.ZipInfo, str]] = []
         for k, info in enumerate(infos):
