@@ -5,7 +5,8 @@ sample, no empty label window), converts it with ``shardgen convert``, lets Spik
 (only ``resource_url_md5`` overridden) extract the same download and precompute its
 ``frames_number_20_split_by_number`` folder, all before anything is timed. Then, in one run:
 
-1. Per core (one process, one thread, best of ``--repeat`` rounds over ``--samples`` samples):
+1. Per core (one process, one thread, glibc malloc set as in a DataLoader worker
+   (:mod:`loader.allocator`, for every tool timed), best of ``--repeat`` rounds over ``--samples`` samples):
    - eventshard: compressed sample frame (bytes in memory) → ``decode_sample`` → ``loader.frames``, exactly the
      per-sample steps of an ``EventShardDataset`` worker (same decoded columns, same integration call), for
      T=20 by number, T=20 by time and duration 1 s;
@@ -190,7 +191,10 @@ def _micro(shards: Path, n_samples: int, repeat: int, sj_events_np: Path | None,
     """
     import torch
 
+    from loader.allocator import keep_freed_memory
+
     torch.set_num_threads(1)
+    keep_freed_memory()  # malloc as in a DataLoader worker of EventShardDataset; every tool here runs with it
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {core})  # per core: one process, one thread, one CPU
     try:
