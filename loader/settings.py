@@ -123,7 +123,7 @@ class FrameSetting:
         h, w = sensor_size
         if self.custom_integrate_function is not None:
             return self.custom_integrate_function(events, h, w)
-        if "pix" in events:  # the packed column (columns(two_d=True)): one bincount per frame
+        if "pix" in events:  # the packed column (columns(two_d=True)): one count per frame
             return _pixels.integrate_packed(events, h, w, self.split_by, self.frames_number, self.duration)
         if self.duration is not None:
             return _frames.integrate_events_by_fixed_duration(events, self.duration, h, w)
