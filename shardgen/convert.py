@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from loader.allocator import keep_freed_memory
-from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, TIME_UNIT, encode_sample, format_version, new_compressor
+from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, TIME_UNIT, format_version, new_compressor
 from loader.index import permutation_entry, view_permutation
 from shardgen import jobs
 from shardgen.balance import JobShare
@@ -42,6 +42,7 @@ from shardgen.datasets.base import (
     Source,
     read_all,
 )
+from shardgen.encode import encode_frames
 from shardgen.output import ShardSetOutput
 from shardgen.progress import Progress
 from shardgen.sharedbuf import SlotPool
@@ -138,15 +139,35 @@ def process_recording(
     )
 
 
+BATCH_SAMPLES = 64
+BATCH_EVENTS = 1 << 18
+"""A worker encodes the samples it cuts in batches of at most this many samples or (about) events."""
+
+
 def _write_samples(samples: Iterable[CutSample], f: BinaryIO, sensor_size: Any, cctx: Any) -> list[tuple[Any, ...]]:
-    """Encode and write each sample as it comes; ``(rank, key, label, events, size, offset)`` per sample."""
-    rows = []
-    offset = 0
+    """Encode and write the samples as they come, a batch at a time (:func:`shardgen.encode.encode_frames`);
+    ``(rank, key, label, events, size, offset)`` per sample."""
+    rows: list[tuple[Any, ...]] = []
+    batch: list[CutSample] = []
+    held = 0
+
+    def flush() -> None:
+        offset = rows[-1][5] + rows[-1][4] if rows else 0
+        frames = encode_frames(batch, sensor_size, cctx)
+        f.writelines(frames)
+        for s, frame in zip(batch, frames, strict=True):
+            rows.append((s.rank, s.key, int(s.meta["label"]), int(s.t.size), len(frame), offset))
+            offset += len(frame)
+        batch.clear()
+
     for s in samples:
-        frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, sensor_size, cctx)
-        f.write(frame)
-        rows.append((s.rank, s.key, int(s.meta["label"]), int(s.t.size), len(frame), offset))
-        offset += len(frame)
+        batch.append(s)
+        held += int(s.t.size)
+        if len(batch) >= BATCH_SAMPLES or held >= BATCH_EVENTS:
+            flush()
+            held = 0
+    if batch:
+        flush()
     return rows
 
 

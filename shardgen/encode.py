@@ -1,0 +1,116 @@
+"""Encode many samples of a 2-D sensor at once: the same frames as :func:`loader.format.encode_sample`, byte for byte.
+
+A worker encodes a recording's samples (or a batch of one-sample files) together: the columns are
+joined once, and the time deltas, their per-sample ranges, the packed pixel column and the byte planes
+are computed by one numpy call each over the whole batch instead of a dozen calls per sample. Only
+the per-sample dictionary, tar headers and the zstd frame stay per sample. For N-MNIST-sized samples
+(about 4,000 events) the per-call overhead was most of the encoding time.
+
+Anything the batch path does not cover (a 1-D sensor, coordinates outside the sensor, columns of
+different lengths) goes through :func:`~loader.format.encode_sample` one sample at a time, which raises
+the same errors it always did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+import zstandard
+
+from loader import pixels
+from loader.format import compress_frame, encode_label, encode_sample, sample_tar
+from shardgen.datasets.base import CutSample
+
+_RANGES = [(code, *(int(v) for v in (np.iinfo(code).min, np.iinfo(code).max)))
+           for code in ("u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8")]
+
+
+def _code(lo: int, hi: int) -> str:
+    """Smallest integer type code holding ``[lo, hi]`` (the rule of ``loader.format._smallest``)."""
+    for code, cmin, cmax in _RANGES:
+        if (code[0] == "u") == (lo >= 0) and cmin <= lo and hi <= cmax:
+            return code
+    raise OverflowError(f"values [{lo}, {hi}] do not fit 64 bits")
+
+
+def _byte_planes(values: np.ndarray, k: int) -> list[np.ndarray]:
+    """The ``k`` lowest little-endian bytes of every value, one contiguous ``uint8`` array per byte."""
+    if values.size == 0:
+        return [np.zeros(0, np.uint8)] * k
+    raw = values.view(np.uint8).reshape(values.size, values.itemsize)
+    return [np.ascontiguousarray(raw[:, j]) for j in range(k)]
+
+
+def _fits_sensor(x: np.ndarray, y: np.ndarray, h: int, w: int) -> bool:
+    if x.size == 0:
+        return True
+    if (x.dtype.kind != "u" and int(x.min()) < 0) or (y.dtype.kind != "u" and int(y.min()) < 0):
+        return False
+    return int(x.max()) < w and int(y.max()) < h
+
+
+def encode_frames(samples: Sequence[CutSample], sensor_size: Sequence[int], cctx: zstandard.ZstdCompressor
+                  ) -> list[bytes]:
+    """The compressed shard frame of every sample, equal to ``encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta,
+    sensor_size, cctx)`` for each ``s`` (format version 3 on a 2-D sensor; other cases are passed to it)."""
+    if len(sensor_size) != 2 or not samples:
+        return [_one(s, sensor_size, cctx) for s in samples]
+    h, w = int(sensor_size[0]), int(sensor_size[1])
+    counts = np.fromiter((len(s.t) for s in samples), np.int64, len(samples))
+    for s, n in zip(samples, counts.tolist(), strict=True):
+        if s.y is None or s.p is None or not (len(s.x) == len(s.y) == len(s.p) == n):
+            return [_one(s, sensor_size, cctx) for s in samples]  # the per-sample path names the problem
+    x = np.concatenate([s.x for s in samples])
+    y = np.concatenate([s.y for s in samples])
+    if not _fits_sensor(x, y, h, w):
+        return [_one(s, sensor_size, cctx) for s in samples]
+    total = int(counts.sum())
+    starts = np.zeros(len(samples) + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    t = np.concatenate([s.t for s in samples], dtype=np.int64, casting="unsafe")
+    p = np.concatenate([s.p for s in samples])
+    pix = pixels.pack_pixels(x, y, p, h, w)
+    del x, y, p
+    pix_code = _code(0, 2 * h * w - 1)
+    pix_planes = _byte_planes(pix, int(pix_code[1]))
+    # Deltas of the whole batch; those across a sample boundary are computed but never used.
+    dt = np.zeros(max(total, 1), np.int64)
+    np.subtract(t[1:], t[:-1], out=dt[: max(total - 1, 0)])
+    inner = counts >= 2  # samples that have deltas: [start, start + n - 1) in dt
+    first, last = starts[:-1][inner], starts[1:][inner] - 1
+    codes = ["u1"] * len(samples)
+    if first.size:
+        bounds = np.empty(2 * first.size, np.int64)
+        bounds[0::2], bounds[1::2] = first, last
+        lows = np.minimum.reduceat(dt, bounds)[0::2].tolist()
+        highs = np.maximum.reduceat(dt, bounds)[0::2].tolist()
+        for i, lo, hi in zip(np.flatnonzero(inner).tolist(), lows, highs, strict=True):
+            codes[i] = _code(lo, hi)
+    dt_planes = _byte_planes(dt, max(int(c[1]) for c in codes))
+    t0s = t[np.minimum(starts[:-1], total - 1)].tolist() if total else [0] * len(samples)
+    hw = [h, w]
+    frames = []
+    for i, s in enumerate(samples):
+        a, n = int(starts[i]), int(counts[i])
+        k = int(codes[i][1])
+        payload = msgpack.packb(
+            {
+                "n": n,
+                "t0": t0s[i] if n else 0,
+                "dt_dtype": codes[i],
+                "dt": b"".join([plane[a : a + n - 1] for plane in dt_planes[:k]]) if n > 1 else b"",
+                "hw": hw,
+                "pix_dtype": pix_code,
+                "pix": b"".join([plane[a : a + n] for plane in pix_planes]),
+            },
+            use_bin_type=True,
+        )
+        frames.append(compress_frame(sample_tar(s.key, payload, encode_label(s.meta)), cctx))
+    return frames
+
+
+def _one(s: CutSample, sensor_size: Sequence[int], cctx: Any) -> bytes:
+    return encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, tuple(sensor_size), cctx)
