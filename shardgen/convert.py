@@ -10,6 +10,7 @@ dataset's order, so the output does not depend on which worker finished first.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import multiprocessing
 import os
 import shutil
@@ -326,6 +327,7 @@ def _convert(
             assert order is not None
             while inflight:
                 collect(wait(inflight, return_when=FIRST_COMPLETED).done)
+                assembler.write_ready(results)
             index = _index(mod, src, assembler.finish(results), level)
             if num_jobs > 1:
                 index["job"] = {"index": job_index, "count": num_jobs, **want.record()}
@@ -381,6 +383,7 @@ class _Assembler:
         self.order_seed = int(order_seed)
         self.sort_key = sort_key
         self.order: dict[str, list[str]] | None = None
+        self._written: dict[str, dict[str, Any]] = {}
 
     def set_order(self, order: dict[str, list[str]] | None) -> None:
         """Adopt the split lists once known (only the recordings ``want`` selects); refuse duplicates."""
@@ -401,6 +404,13 @@ class _Assembler:
             return None
         return np.random.default_rng([self.order_seed, zlib.crc32(split.encode("utf-8"))]).permutation(n)
 
+    def write_ready(self, results: dict[str, RecordingResult]) -> None:
+        """Write each split whose recordings are all done (while the last recordings of another split are
+        still being cut, the main process would otherwise wait idle); :meth:`finish` writes the rest."""
+        for split, names in (self.order or {}).items():
+            if split not in self._written and all(n in results for n in names):
+                self._written[split] = self._write(split, [results[n] for n in names])
+
     def finish(self, results: dict[str, RecordingResult]) -> dict[str, Any]:
         """Check that every listed recording was found, write every split; return their index entries."""
         assert self.order is not None
@@ -408,14 +418,17 @@ class _Assembler:
             for name in names:
                 if name not in results:
                     raise DatasetError(f"{name}: listed for split {split!r} but not found in the download")
+        self.write_ready(results)
+        return {split: self._written[split] for split in self.order}
+
+    def _write(self, split: str, recordings: list[RecordingResult]) -> dict[str, Any]:
         frames = _PartFrames()
         try:
-            return {split: self._write(split, [results[n] for n in names], frames)
-                    for split, names in self.order.items()}
+            return self._write_frames(split, recordings, frames)
         finally:
             frames.close()
 
-    def _write(self, split: str, recordings: list[RecordingResult], frames: _PartFrames) -> dict[str, Any]:
+    def _write_frames(self, split: str, recordings: list[RecordingResult], frames: _PartFrames) -> dict[str, Any]:
         where = [(res, k) for res in recordings for k in range(len(res.sizes))]
         if self.sort_key is not None:  # the source could not list the samples in the dataset's order
             where.sort(key=lambda rk: self.sort_key(rk[0].keys[rk[1]], rk[0].labels[rk[1]]))
@@ -449,28 +462,38 @@ class _Assembler:
 
 
 class _PartFrames:
-    """Reads sample frames out of part files, keeping a bounded number of them open."""
+    """Sample frames out of part files: each file mapped once, frames handed out as views (no copy, no
+    system call per frame); a bounded number of files stay mapped."""
 
     LIMIT = 256
 
     def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
+        self._maps: dict[str, mmap.mmap] = {}
+        self._views: list[memoryview] = []
 
-    def read(self, path: str, offset: int, size: int) -> bytes:
-        fd = self._fds.get(path)
-        if fd is None:
-            if len(self._fds) >= self.LIMIT:
+    def read(self, path: str, offset: int, size: int) -> memoryview:
+        m = self._maps.get(path)
+        if m is None:
+            if len(self._maps) >= self.LIMIT:
                 self.close()
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
-        data = os.pread(fd, size, offset)
-        if len(data) != size:
+            with open(path, "rb") as f:
+                length = os.fstat(f.fileno()).st_size
+                if offset + size > length:
+                    raise DatasetError(f"{path}: part file shorter than its samples (byte {offset})")
+                m = self._maps[path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if offset + size > len(m):
             raise DatasetError(f"{path}: part file shorter than its samples (byte {offset})")
-        return data
+        view = memoryview(m)[offset : offset + size]
+        self._views.append(view)
+        return view
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        for view in self._views:
+            view.release()
+        self._views.clear()
+        for m in self._maps.values():
+            m.close()
+        self._maps.clear()
 
 
 def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def _sample(rng: np.random.Generator, i: int, n: int, hw: tuple[int, int], dt_sc
 def test_frames_equal_encode_sample(hw: tuple[int, int]) -> None:
     rng = np.random.default_rng(hw[0] * 7 + hw[1])
     cctx = new_compressor(3)
-    sizes = [0, 1, 2, 3, 0, 4000, 1, 17, 255, 256, 1000, 0]
+    sizes = [0, 1, 2, 3, 0, 4000, 1, 17, 255, 256, 1000, 0, 40_000, 128, 127]  # bin8, bin16 and bin32 columns
     scales = [0, 1, 200, 70_000, 2**33]  # u1 … u8 deltas, and signed ones (time stamps that go back)
     samples = [_sample(rng, i, n, hw, scales[i % len(scales)], signed=i % 4 == 3) for i, n in enumerate(sizes)]
     got = encode_frames(samples, hw, cctx)
@@ -59,3 +59,16 @@ def test_frames_one_d_sensor_passes_through() -> None:
     s = CutSample("0/a", t, np.arange(10, dtype=np.uint16), None, None, {"label": 0, "class": "a"})
     cctx = new_compressor(3)
     assert encode_frames([s], (700,), cctx) == [encode_sample(s.key, s.t, s.x, None, None, s.meta, (700,), cctx)]
+
+
+def test_frames_of_views_into_one_buffer() -> None:
+    """Samples cut back to back from one set of columns (the batched N-MNIST cut) and out of order."""
+    rng = np.random.default_rng(5)
+    whole = _sample(rng, 1, 3000, (34, 34), 300, signed=False)
+    cuts = [0, 0, 10, 11, 700, 2000, 3000]
+    pieces = [CutSample(f"1/{k:05d}", whole.t[a:b], whole.x[a:b], whole.y[a:b], whole.p[a:b], whole.meta)
+              for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True))]
+    cctx = new_compressor(3)
+    for batch in (pieces, pieces[::-1], pieces[2:5]):
+        want = [encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, (34, 34), cctx) for s in batch]
+        assert encode_frames(batch, (34, 34), cctx) == want

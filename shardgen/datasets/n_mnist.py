@@ -9,11 +9,14 @@ the conversion summary under ``skipped_words``).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from shardgen.datasets.base import DatasetSpec, Resource
-from shardgen.datasets.classfolder import ClassFolderDataset, SplitRule
-from shardgen.formats.atis_bin import read_atis_bin
+import numpy as np
+
+from shardgen.datasets.base import CutRecording, CutSample, DatasetSpec, RecordingTask, Resource
+from shardgen.datasets.classfolder import ClassFolderDataset, SplitRule, cut_batch, read_member
+from shardgen.formats.atis_bin import OVERFLOW_Y, RECORD_SIZE, read_atis_bin
 from shardgen.formats.events import Events
 
 ID = "n-mnist"
@@ -54,4 +57,34 @@ DATASET = ClassFolderDataset(
     default_split=SplitRule("official"),
 )
 open_source = DATASET.open_source
-cut = DATASET.cut
+
+
+def cut(task: RecordingTask, allow_truncated: bool = False) -> CutRecording:
+    """Worker: one batch of files, decoded together (one numpy pass over the batch instead of a dozen calls per
+    file: N-MNIST's files hold about 4,000 events each).
+
+    The same samples as :func:`~shardgen.datasets.classfolder.cut_batch`, which takes over for a batch with an
+    incomplete record, an overflow marker or a coordinate outside the sensor (it says which file).
+    """
+    members = task.context["members"]
+    datas = [read_member(container, name, entry) for container, name, _, _, _, entry in members]
+    if not members or any(len(d) % RECORD_SIZE for d in datas):
+        return cut_batch(DATASET, task, allow_truncated)
+    joined = b"".join(datas)
+    records = np.frombuffer(joined, np.uint8).reshape(-1, RECORD_SIZE)
+    h, w = SPEC.sensor_size
+    if records.size and (int(records[:, 0].max()) >= w or int(records[:, 1].max()) >= h):
+        return cut_batch(DATASET, task, allow_truncated)  # outside the sensor (markers too: y = 240 > 33)
+    assert OVERFLOW_Y >= h  # so that the check above also sends every overflow marker to cut_batch
+    ev = read_atis_bin(joined, task.name, overflow="ignore")  # no markers: the authors' rule changes nothing
+    split = task.context["split"]
+    samples = []
+    a = empty = 0
+    for (_, name, cls, stem, label, _), data in zip(members, datas, strict=True):
+        b = a + len(data) // RECORD_SIZE
+        empty += a == b
+        meta = {"label": label, "class": cls, "file": f"{cls}/{name.replace(os.sep, '/').rsplit('/', 1)[-1]}",
+                "split": split}
+        samples.append(CutSample(f"{cls}/{stem}", ev.t[a:b], ev.x[a:b], ev.y[a:b], ev.p[a:b], meta))
+        a = b
+    return CutRecording(samples=samples, events_read=a, empty_windows=empty, skipped_words={"overflow_markers": 0})
