@@ -107,7 +107,8 @@ def encode_frames(samples: Sequence[CutSample], sensor_size: Sequence[int], cctx
     pix_code = _code(0, 2 * h * w - 1)
     pix_planes = _byte_planes(pix, int(pix_code[1]))
     # Deltas of the whole batch; those across a sample boundary are computed but never used.
-    dt = np.zeros(max(total, 1), np.int64)
+    dt = np.empty(max(total, 1), np.int64)
+    dt[-1] = 0
     np.subtract(t[1:], t[:-1], out=dt[: max(total - 1, 0)])
     inner = counts >= 2  # samples that have deltas: [start, start + n - 1) in dt
     first, last = starts[:-1][inner], starts[1:][inner] - 1

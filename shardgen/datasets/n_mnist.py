@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 from shardgen.datasets.base import CutRecording, CutSample, DatasetSpec, RecordingTask, Resource
 from shardgen.datasets.classfolder import ClassFolderDataset, SplitRule, cut_batch, read_member
 from shardgen.formats.atis_bin import OVERFLOW_Y, RECORD_SIZE, read_atis_bin
@@ -71,12 +69,12 @@ def cut(task: RecordingTask, allow_truncated: bool = False) -> CutRecording:
     if not members or any(len(d) % RECORD_SIZE for d in datas):
         return cut_batch(DATASET, task, allow_truncated)
     joined = b"".join(datas)
-    records = np.frombuffer(joined, np.uint8).reshape(-1, RECORD_SIZE)
+    ev = read_atis_bin(joined, task.name, overflow="ignore")
     h, w = SPEC.sensor_size
-    if records.size and (int(records[:, 0].max()) >= w or int(records[:, 1].max()) >= h):
-        return cut_batch(DATASET, task, allow_truncated)  # outside the sensor (markers too: y = 240 > 33)
-    assert OVERFLOW_Y >= h  # so that the check above also sends every overflow marker to cut_batch
-    ev = read_atis_bin(joined, task.name, overflow="ignore")  # no markers: the authors' rule changes nothing
+    assert OVERFLOW_Y >= h  # the check below also sends every overflow marker to cut_batch
+    if ev.x.size and (int(ev.x.max()) >= w or int(ev.y.max()) >= h):
+        return cut_batch(DATASET, task, allow_truncated)  # outside the sensor, or a marker (y = 240)
+    # no markers: the authors' rule read the same events
     split = task.context["split"]
     samples = []
     a = empty = 0
