@@ -364,6 +364,7 @@ def _convert(
                     collect(wait(inflight, return_when=FIRST_COMPLETED).done)
             full_order = src.order()  # the whole download has been read: the split lists are known now
             assembler.set_order(full_order)
+            assembler.write_ready(results)  # a split already done is written while the last recordings are cut
             order = assembler.order
             assert order is not None
             while inflight:
