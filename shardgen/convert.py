@@ -240,8 +240,24 @@ def convert(
     """
     t_start = time.perf_counter()
     with _no_cyclic_gc():
-        return _open_and_convert(dataset_id, raw, out, workers, shard_size, allow_truncated, check_md5, level,
-                                 progress, num_jobs, job_index, split, options, sample_order, order_seed, t_start)
+        mod = get_dataset(dataset_id)
+        workers = max(1, workers or os.cpu_count() or 1)
+        JobShare(num_jobs, job_index)  # a bad index fails before the download is read
+        extra = {k: v for k, v in (options or {}).items() if v is not None}
+        takes = getattr(mod, "OPTIONS", ())
+        if set(extra) - set(takes):
+            raise DatasetError(f"{dataset_id} takes no option {', '.join(sorted(set(extra) - set(takes)))}")
+        src = mod.open_source(Path(raw), check_md5=check_md5, split=split, **extra)
+        failing = True
+        try:
+            want = JobShare(num_jobs, job_index, src.listing() if num_jobs > 1 else None)
+            assembler_options = {"sample_order": sample_order, "order_seed": order_seed}
+            summary = _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
+                               num_jobs, job_index, want, t_start, assembler_options)
+            failing = False
+            return summary
+        finally:
+            clean_up([src.close], failing)
 
 
 @contextlib.contextmanager
@@ -259,45 +275,6 @@ def _no_cyclic_gc() -> Iterator[None]:
         gc.unfreeze()
         if enabled:
             gc.enable()
-
-
-def _open_and_convert(
-    dataset_id: str,
-    raw: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    workers: int | None,
-    shard_size: int,
-    allow_truncated: bool,
-    check_md5: bool,
-    level: int,
-    progress: bool,
-    num_jobs: int,
-    job_index: int,
-    split: dict[str, Any] | None,
-    options: dict[str, Any] | None,
-    sample_order: str,
-    order_seed: int,
-    t_start: float,
-) -> dict[str, Any]:
-    """:func:`convert` with the collector off."""
-    mod = get_dataset(dataset_id)
-    workers = max(1, workers or os.cpu_count() or 1)
-    JobShare(num_jobs, job_index)  # a bad index fails before the download is read
-    extra = {k: v for k, v in (options or {}).items() if v is not None}
-    takes = getattr(mod, "OPTIONS", ())
-    if set(extra) - set(takes):
-        raise DatasetError(f"{dataset_id} takes no option {', '.join(sorted(set(extra) - set(takes)))}")
-    src = mod.open_source(Path(raw), check_md5=check_md5, split=split, **extra)
-    failing = True
-    try:
-        want = JobShare(num_jobs, job_index, src.listing() if num_jobs > 1 else None)
-        assembler_options = {"sample_order": sample_order, "order_seed": order_seed}
-        summary = _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
-                           num_jobs, job_index, want, t_start, assembler_options)
-        failing = False
-        return summary
-    finally:
-        clean_up([src.close], failing)
 
 
 def _convert(
