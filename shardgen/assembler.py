@@ -106,7 +106,8 @@ class Assembler:
         writer = self.output.writer(split, self.shard_size)
         for i in perm.tolist() if perm is not None else range(len(where)):
             res, k = where[i]
-            writer.add(frames.read(res.part, res.offsets[k], res.sizes[k]), res.events[k])
+            with frames.read(res.part, res.offsets[k], res.sizes[k]) as frame:
+                writer.add(frame, res.events[k])
         info = writer.close()
         if perm is not None:
             info["permutation"] = permutation_entry(self.order_seed, perm)
@@ -133,13 +134,13 @@ class Assembler:
 
 class PartFrames:
     """Sample frames out of part files: each file mapped once, frames handed out as views (no copy, no
-    system call per frame); a bounded number of files stay mapped."""
+    system call per frame; the caller releases each, ``with frames.read(…) as frame``); a bounded number of
+    files stay mapped."""
 
     LIMIT = 256
 
     def __init__(self) -> None:
         self._maps: dict[str, mmap.mmap] = {}
-        self._views: list[memoryview] = []
 
     def read(self, path: str, offset: int, size: int) -> memoryview:
         m = self._maps.get(path)
@@ -153,14 +154,11 @@ class PartFrames:
                 m = self._maps[path] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         if offset + size > len(m):
             raise DatasetError(f"{path}: part file shorter than its samples (byte {offset})")
-        view = memoryview(m)[offset : offset + size]
-        self._views.append(view)
-        return view
+        with memoryview(m) as whole:
+            return whole[offset : offset + size]
 
     def close(self) -> None:
-        for view in self._views:
-            view.release()
-        self._views.clear()
+        """Unmap the files (every frame handed out must have been released)."""
         for m in self._maps.values():
             m.close()
         self._maps.clear()
