@@ -37,17 +37,23 @@ sys.path.insert(0, str(ROOT))
 
 def _peak_of(cmd: list[str]) -> tuple[float, int, str]:
     """Run ``cmd`` under a fresh probe interpreter: wall seconds, peak RSS (KiB) of its process tree, stdout."""
+    wall, peak, stdout, _ = _run_of(cmd)
+    return wall, peak, stdout
+
+
+def _run_of(cmd: list[str]) -> tuple[float, int, str, float]:
+    """:func:`_peak_of` and the CPU seconds (user + system) of the whole process tree."""
     probe = (
         "import resource, subprocess, sys, time, json;"
         "t=time.perf_counter(); r=subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-        "w=time.perf_counter()-t; sys.stderr.write(r.stderr);"
-        "print(json.dumps([w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.stdout, r.returncode]))"
+        "w=time.perf_counter()-t; sys.stderr.write(r.stderr); u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(json.dumps([w, u.ru_maxrss, r.stdout, r.returncode, u.ru_utime + u.ru_stime]))"
     )
     out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
-    wall, peak, stdout, rc = json.loads(out.stdout)
+    wall, peak, stdout, rc, cpu = json.loads(out.stdout)
     if rc != 0:
         raise SystemExit(f"{cmd[:4]} failed:\n{out.stderr}")
-    return wall, peak, stdout
+    return wall, peak, stdout, cpu
 
 
 SJ_RUNNER = """
@@ -118,7 +124,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="keep files here instead of a temporary folder")
     ap.add_argument("--skip-spikingjelly", action="store_true")
     ap.add_argument("--pairs", type=int, default=2, help="(shardgen, SpikingJelly) runs; the median counts")
-    ap.add_argument("--level", type=int, default=None, help="shardgen convert --level (zstd level; default 3)")
+    ap.add_argument("--level", type=int, default=None, help="shardgen convert --level (zstd level; default -1)")
     ap.add_argument("--readers", action="store_true",
                     help="instead: every raw reader's events/s beside its reference reader on the same file")
     args = ap.parse_args()
@@ -171,37 +177,47 @@ def main() -> None:
         p.read_bytes()
     code = SJ_RUNNER.format(root=str(ROOT), md5=json.dumps(gen.md5), sjroot=str(sjroot), cls=sj_cls)
     pairs: list[tuple[float, float]] = []
+    cpus: list[tuple[float, float]] = []
     for i in range(args.pairs):  # each pair: our whole process, then SpikingJelly's, on the same files
         shutil.rmtree(out, ignore_errors=True)
-        es_wall, es_rss, stdout = _peak_of(cmd)
+        load = os.getloadavg()[0]
+        es_wall, es_rss, stdout, es_cpu = _run_of(cmd)
         if args.skip_spikingjelly:
             pairs.append((es_wall, float("nan")))
+            cpus.append((es_cpu, float("nan")))
             continue
         for name in ("extract", "events_np"):
             shutil.rmtree(sjroot / name, ignore_errors=True)
-        sj_wall, sj_rss, sj_out = _peak_of([sys.executable, "-c", code])
+        sj_wall, sj_rss, sj_out, sj_cpu = _run_of([sys.executable, "-c", code])
         pairs.append((es_wall, sj_wall))
-        print(f"pair {i + 1}: eventshard {es_wall:.2f} s, SpikingJelly {sj_wall:.2f} s, ratio {sj_wall / es_wall:.1f}x")
+        cpus.append((es_cpu, sj_cpu))
+        print(f"pair {i + 1}: eventshard {es_wall:.2f} s (CPU {es_cpu:.2f} s), SpikingJelly {sj_wall:.2f} s "
+              f"(CPU {sj_cpu:.2f} s), ratio {sj_wall / es_wall:.1f}x; 1-min load average before: {load:.1f}")
     summary = json.loads(stdout)
     events = summary["events"]
     shard_bytes = summary["shard_bytes"]
     es_wall = statistics.median(w for w, _ in pairs)
+    es_cpu = statistics.median(c for c, _ in cpus)
 
-    rows = [("eventshard: shardgen convert", es_wall, events / es_wall, es_rss, shard_bytes / events)]
+    rows = [("eventshard: shardgen convert", es_wall, events / es_wall, es_rss, shard_bytes / events, es_cpu)]
     if not args.skip_spikingjelly:
         sj_wall = statistics.median(w for _, w in pairs)
+        sj_cpu = statistics.median(c for _, c in cpus)
         n_sj = json.loads(sj_out.strip().splitlines()[-1])
         sj_np = _du(sjroot / "events_np", "*.npz")
         raw_bytes = _du(sjroot / "extract", raw_glob)
-        rows.append((f"SpikingJelly 2.0.0: {sj_cls}(event)", sj_wall, events / sj_wall, sj_rss, sj_np / events))
+        rows.append((f"SpikingJelly 2.0.0: {sj_cls}(event)", sj_wall, events / sj_wall, sj_rss, sj_np / events,
+                     sj_cpu))
         print(f"SpikingJelly samples: {n_sj[0]} train / {n_sj[1]} test; "
               f"eventshard: {summary['samples']['train']} / {summary['samples']['test']}")
     if args.dataset == "dvs128-gesture":
         _print_inflate(raw / "DvsGesture.tar.gz", events_read)
     print()
-    print(f"{'tool':<42} {'wall s':>8} {'events/s':>14} {'peak RSS MiB':>13} {'bytes/event':>12}")
-    for name, wall, eps, rss, bpe in rows:
-        print(f"{name:<42} {wall:8.2f} {eps:14,.0f} {rss / 1024:13.0f} {bpe:12.3f}")
+    print(f"{'tool':<42} {'wall s':>8} {'events/s':>14} {'peak RSS MiB':>13} {'bytes/event':>12} {'CPU s':>7} "
+          f"{'CPU ns/event':>13}")
+    for name, wall, eps, rss, bpe, cpu in rows:
+        print(f"{name:<42} {wall:8.2f} {eps:14,.0f} {rss / 1024:13.0f} {bpe:12.3f} {cpu:7.2f} "
+              f"{cpu / events * 1e9:13.1f}")
     print()
     print(f"events in samples: {events:,} ({events_read:,} in the recordings); cores: {os.cpu_count()}")
     if not args.skip_spikingjelly:

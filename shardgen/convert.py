@@ -2,35 +2,36 @@
 
 The main process walks the download (inflating an archive while the workers parse the
 recordings it already handed out), keeps at most ``workers + 1`` recordings in flight so memory
-stays bounded, and collects each recording's compressed sample frames as a part file. Once every
-recording is done and the split lists are known, the parts are appended to the shards in the
-dataset's order, so the output does not depend on which worker finished first.
+stays bounded, and collects each recording's compressed sample frames as a part file. Once the
+split lists are known, each split whose recordings are all done is written from the parts
+(:mod:`shardgen.assembler`) in its stored order, so the output does not depend on which worker
+finished first. Where the time goes and what bounds it: ``docs/BENCHMARKS.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import multiprocessing
 import os
 import shutil
 import signal
 import sys
 import time
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO
 
-import numpy as np
-
 from loader.allocator import keep_freed_memory
-from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, TIME_UNIT, encode_sample, format_version, new_compressor
-from loader.index import permutation_entry, view_permutation
+from loader.format import DEFAULT_ZSTD_LEVEL, FORMAT_NAME, TIME_UNIT, format_version, new_compressor
+from loader.index import view_permutation
 from shardgen import jobs
+from shardgen.assembler import Assembler
 from shardgen.balance import JobShare
 from shardgen.cleanup import clean_up
 from shardgen.datasets import get_dataset
@@ -42,6 +43,7 @@ from shardgen.datasets.base import (
     Source,
     read_all,
 )
+from shardgen.encode import encode_frames
 from shardgen.output import ShardSetOutput
 from shardgen.progress import Progress
 from shardgen.sharedbuf import SlotPool
@@ -138,15 +140,35 @@ def process_recording(
     )
 
 
+BATCH_SAMPLES = 64
+BATCH_EVENTS = 1 << 18
+"""A worker encodes the samples it cuts in batches of at most this many samples or (about) events."""
+
+
 def _write_samples(samples: Iterable[CutSample], f: BinaryIO, sensor_size: Any, cctx: Any) -> list[tuple[Any, ...]]:
-    """Encode and write each sample as it comes; ``(rank, key, label, events, size, offset)`` per sample."""
-    rows = []
-    offset = 0
+    """Encode and write the samples as they come, a batch at a time (:func:`shardgen.encode.encode_frames`);
+    ``(rank, key, label, events, size, offset)`` per sample."""
+    rows: list[tuple[Any, ...]] = []
+    batch: list[CutSample] = []
+    held = 0
+
+    def flush() -> None:
+        offset = rows[-1][5] + rows[-1][4] if rows else 0
+        frames = encode_frames(batch, sensor_size, cctx)
+        f.writelines(frames)
+        for s, frame in zip(batch, frames, strict=True):
+            rows.append((s.rank, s.key, int(s.meta["label"]), int(s.t.size), len(frame), offset))
+            offset += len(frame)
+        batch.clear()
+
     for s in samples:
-        frame = encode_sample(s.key, s.t, s.x, s.y, s.p, s.meta, sensor_size, cctx)
-        f.write(frame)
-        rows.append((s.rank, s.key, int(s.meta["label"]), int(s.t.size), len(frame), offset))
-        offset += len(frame)
+        batch.append(s)
+        held += int(s.t.size)
+        if len(batch) >= BATCH_SAMPLES or held >= BATCH_EVENTS:
+            flush()
+            held = 0
+    if batch:
+        flush()
     return rows
 
 
@@ -217,24 +239,42 @@ def convert(
         On bad input, naming the file (and row or byte offset); no ``index.json`` is written.
     """
     t_start = time.perf_counter()
-    mod = get_dataset(dataset_id)
-    workers = max(1, workers or os.cpu_count() or 1)
-    JobShare(num_jobs, job_index)  # a bad index fails before the download is read
-    extra = {k: v for k, v in (options or {}).items() if v is not None}
-    takes = getattr(mod, "OPTIONS", ())
-    if set(extra) - set(takes):
-        raise DatasetError(f"{dataset_id} takes no option {', '.join(sorted(set(extra) - set(takes)))}")
-    src = mod.open_source(Path(raw), check_md5=check_md5, split=split, **extra)
-    failing = True
+    with _no_cyclic_gc():
+        mod = get_dataset(dataset_id)
+        workers = max(1, workers or os.cpu_count() or 1)
+        JobShare(num_jobs, job_index)  # a bad index fails before the download is read
+        extra = {k: v for k, v in (options or {}).items() if v is not None}
+        takes = getattr(mod, "OPTIONS", ())
+        if set(extra) - set(takes):
+            raise DatasetError(f"{dataset_id} takes no option {', '.join(sorted(set(extra) - set(takes)))}")
+        src = mod.open_source(Path(raw), check_md5=check_md5, split=split, **extra)
+        failing = True
+        try:
+            want = JobShare(num_jobs, job_index, src.listing() if num_jobs > 1 else None)
+            assembler_options = {"sample_order": sample_order, "order_seed": order_seed}
+            summary = _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
+                               num_jobs, job_index, want, t_start, assembler_options)
+            failing = False
+            return summary
+        finally:
+            clean_up([src.close], failing)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Run without Python's cyclic garbage collector, which a conversion does not need (its objects are freed by
+    reference counting). The collector's passes cost the main process time, and in forked workers they would
+    write to every inherited object and copy the pages that hold them; so the objects that exist when the workers
+    are forked are frozen as well. Both settings are restored afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
     try:
-        want = JobShare(num_jobs, job_index, src.listing() if num_jobs > 1 else None)
-        assembler_options = {"sample_order": sample_order, "order_seed": order_seed}
-        summary = _convert(mod, src, dataset_id, raw, out, workers, shard_size, allow_truncated, level, progress,
-                           num_jobs, job_index, want, t_start, assembler_options)
-        failing = False
-        return summary
+        yield
     finally:
-        clean_up([src.close], failing)
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def _convert(
@@ -273,7 +313,7 @@ def _convert(
             inflight: dict[Future[RecordingResult], object] = {}
             # a job of several records its units' places in the listing instead (merge sorts by those)
             sort_key = src.sample_sort_key if num_jobs == 1 else None
-            assembler = _Assembler(output, shard_size, want, sort_key=sort_key, **assembler_options)
+            assembler = Assembler(output, shard_size, want, sort_key=sort_key, **assembler_options)
             assembler.record_order = num_jobs > 1
 
             def collect(done: set[Future[RecordingResult]]) -> None:
@@ -301,10 +341,12 @@ def _convert(
                     collect(wait(inflight, return_when=FIRST_COMPLETED).done)
             full_order = src.order()  # the whole download has been read: the split lists are known now
             assembler.set_order(full_order)
+            assembler.write_ready(results)  # a split already done is written while the last recordings are cut
             order = assembler.order
             assert order is not None
             while inflight:
                 collect(wait(inflight, return_when=FIRST_COMPLETED).done)
+                assembler.write_ready(results)
             index = _index(mod, src, assembler.finish(results), level)
             if num_jobs > 1:
                 index["job"] = {"index": job_index, "count": num_jobs, **want.record()}
@@ -328,128 +370,6 @@ def _convert(
             if slots is not None:
                 steps.append(slots.close)
             clean_up([*steps, lambda: shutil.rmtree(parts, ignore_errors=True)], failing)
-
-
-SAMPLE_ORDERS = ("shuffled", "dataset")
-"""How shards store a split: a seeded permutation (default) or the dataset's own order."""
-
-
-class _Assembler:
-    """Writes the finished recordings' samples into their split's shards.
-
-    Once every recording is done, each split's samples (the dataset's order: split list, then
-    sample order within a recording) are written in a seeded permutation (``sample_order=
-    "shuffled"``), recorded in the split's ``permutation``, or as they are (``"dataset"``). Frames
-    are read back one at a time from the part files, so the main process never holds a recording.
-    """
-
-    def __init__(self, output: ShardSetOutput, shard_size: int, want: JobShare | None = None,
-                 sample_order: str = "shuffled", order_seed: int = 0,
-                 sort_key: Callable[[str, int], Any] | None = None):
-        if sample_order not in SAMPLE_ORDERS:
-            raise DatasetError(f"sample order must be one of {', '.join(SAMPLE_ORDERS)}, got {sample_order!r}")
-        self.output = output
-        self.shard_size = shard_size
-        self.want = want or JobShare(1, 0)
-        self.record_order = False
-        """Record each split's ``dataset_order`` (a job of several: what ``shardgen merge`` combines)."""
-        self.places: dict[str, list[int]] = {}
-        """Task → places of its input files in the whole split's order (tasks that batch files of a job)."""
-        self._place: dict[str, dict[str, int]] = {}
-        self.sample_order = sample_order
-        self.order_seed = int(order_seed)
-        self.sort_key = sort_key
-        self.order: dict[str, list[str]] | None = None
-
-    def set_order(self, order: dict[str, list[str]] | None) -> None:
-        """Adopt the split lists once known (only the recordings ``want`` selects); refuse duplicates."""
-        if self.order is not None or order is None:
-            return
-        seen: set[str] = set()
-        for names in order.values():
-            for name in names:
-                if name in seen:
-                    raise DatasetError(f"recording {name} is listed twice in the split lists")
-                seen.add(name)
-        self._place = {split: {n: i for i, n in enumerate(names)} for split, names in order.items()}
-        self.order = {split: [n for n in names if self.want.owns(n)] for split, names in order.items()}
-
-    def permutation(self, split: str, n: int) -> np.ndarray | None:
-        """Stored position ``j`` holds the dataset's sample ``perm[j]`` (``None``: the dataset's order)."""
-        if self.sample_order == "dataset":
-            return None
-        return np.random.default_rng([self.order_seed, zlib.crc32(split.encode("utf-8"))]).permutation(n)
-
-    def finish(self, results: dict[str, RecordingResult]) -> dict[str, Any]:
-        """Check that every listed recording was found, write every split; return their index entries."""
-        assert self.order is not None
-        for split, names in self.order.items():
-            for name in names:
-                if name not in results:
-                    raise DatasetError(f"{name}: listed for split {split!r} but not found in the download")
-        frames = _PartFrames()
-        try:
-            return {split: self._write(split, [results[n] for n in names], frames)
-                    for split, names in self.order.items()}
-        finally:
-            frames.close()
-
-    def _write(self, split: str, recordings: list[RecordingResult], frames: _PartFrames) -> dict[str, Any]:
-        where = [(res, k) for res in recordings for k in range(len(res.sizes))]
-        if self.sort_key is not None:  # the source could not list the samples in the dataset's order
-            where.sort(key=lambda rk: self.sort_key(rk[0].keys[rk[1]], rk[0].labels[rk[1]]))
-        perm = self.permutation(split, len(where))
-        writer = self.output.writer(split, self.shard_size)
-        for i in perm.tolist() if perm is not None else range(len(where)):
-            res, k = where[i]
-            writer.add(frames.read(res.part, res.offsets[k], res.sizes[k]), res.events[k])
-        info = writer.close()
-        if perm is not None:
-            info["permutation"] = permutation_entry(self.order_seed, perm)
-        if self.record_order:
-            info["dataset_order"] = self._dataset_order(split, recordings)
-        return info
-
-    def _dataset_order(self, split: str, recordings: list[RecordingResult]) -> dict[str, list[int]]:
-        """Places of this job's input units in the whole split's order, and their samples (``docs/FORMAT.md``)."""
-        places: list[int] = []
-        counts: list[int] = []
-        for res in recordings:
-            own = self.places.get(res.name)
-            if own is None:  # a task that is one input unit: its place in the split list
-                places.append(self._place[split][res.name])
-                counts.append(len(res.sizes))
-            elif len(own) != len(res.sizes):
-                raise DatasetError(f"{res.name}: {len(res.sizes)} samples from {len(own)} input files")
-            else:
-                places.extend(own)
-                counts.extend([1] * len(own))
-        return {"places": places, "counts": counts}
-
-
-class _PartFrames:
-    """Reads sample frames out of part files, keeping a bounded number of them open."""
-
-    LIMIT = 256
-
-    def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
-
-    def read(self, path: str, offset: int, size: int) -> bytes:
-        fd = self._fds.get(path)
-        if fd is None:
-            if len(self._fds) >= self.LIMIT:
-                self.close()
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
-        data = os.pread(fd, size, offset)
-        if len(data) != size:
-            raise DatasetError(f"{path}: part file shorter than its samples (byte {offset})")
-        return data
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
 
 
 def _index(mod: ModuleType, src: Source, splits: dict[str, Any], level: int) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import numpy as np
 from loader.errors import ConfigurationError, EventshardError
 from loader.format import INDEX_NAME, FormatError, dumps_index, loads_index
 from loader.index import decode_canonical, permutation_entry, view_permutation
-from loader.shards import open_shard_set
 
 _JOB_DIR = re.compile(r"^job-(\d{4})-of-(\d{4})$")
 _SUMMABLE = ("recordings", "empty_windows", "events", "events_read", "truncated_recordings", "truncated_bytes",
@@ -92,6 +91,8 @@ def merge(out: str | os.PathLike[str]) -> dict[str, Any]:
         No parts, parts of different job counts, a missing or unfinished part (no ``index.json``
         in its folder), or parts that disagree on dataset, format, sensor size or classes.
     """
+    from loader.shards import open_shard_set  # fsspec and the reader: only a merge needs them
+
     out = os.fspath(out)
     fs, base = _fs(out)
     try:

@@ -32,7 +32,6 @@ from typing import Any
 
 from loader.errors import ConfigurationError
 from loader.format import INDEX_NAME, dumps_index, loads_index
-from loader.retry import call_with_retries
 from shardgen.cleanup import clean_up
 from shardgen.writer import (
     DEFAULT_SHARD_SIZE,
@@ -304,6 +303,8 @@ class ShardSetOutput:
 
     def _upload(self, fs: Any, local: Path, remote: str, name: str) -> None:
         """Upload one file, retried on transient errors, and check its size there (``OSError`` naming the URL)."""
+        from loader.retry import call_with_retries  # asyncio comes with it: only an upload needs it
+
         url = f"{self.out.rstrip('/')}/{name}"
         size = local.stat().st_size
 

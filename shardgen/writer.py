@@ -28,6 +28,7 @@ from loader.format import (
 )
 
 DEFAULT_SHARD_SIZE = 32 * 1024 * 1024
+_WRITE_BUFFER = 1 << 20  # small sample frames reach the shard file in 1 MiB writes
 _END_FRAME = new_compressor(1).compress(END_OF_ARCHIVE)
 
 JOURNAL_NAME = ".eventshard-journal"
@@ -184,7 +185,7 @@ class ShardWriter:
         if cur is None:
             name = shard_name(self.split, len(self.shards))
             path = self.folder / f".{name}.partial"
-            cur = self._cur = _OpenShard(name, path, open(path, "wb"))
+            cur = self._cur = _OpenShard(name, path, open(path, "wb", buffering=_WRITE_BUFFER))
         cur.fh.write(frame)
         cur.sha.update(frame)
         cur.offsets.append(cur.size + len(frame))

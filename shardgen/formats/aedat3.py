@@ -199,10 +199,18 @@ def _decode_polarity(
     if len(starts) == 1:
         rec = np.frombuffer(view, _EVENT_DTYPE, count=total, offset=starts[0])
     else:
-        # numpy (unlike bytes) allocates large arrays on transparent huge pages: far fewer page faults
-        rec = np.concatenate(
-            [np.frombuffer(view, _EVENT_DTYPE, count=c, offset=s) for s, c in zip(starts, counts, strict=True)]
-        )
+        # One slice assignment per packet into a numpy buffer (numpy, unlike bytes, allocates large arrays on
+        # transparent huge pages: far fewer page faults). np.concatenate of the structured packets costs about
+        # five times as much: it copies field by field.
+        rec = np.empty(total, _EVENT_DTYPE)
+        dest = memoryview(rec).cast("B")
+        src = view if view.format == "B" else view.cast("B")
+        at = 0
+        for s, c in zip(starts, counts, strict=True):
+            n = c * POLARITY_EVENT_SIZE
+            dest[at : at + n] = src[s : s + n]
+            at += n
+        dest.release()
     t = rec["ts"].astype(np.int64)
     ovf = np.asarray(overflows, dtype=np.int64)
     if ovf.any():
@@ -212,7 +220,9 @@ def _decode_polarity(
     low, high = halves[:, 0], halves[:, 1]
     x = high >> 1
     y = low >> 2
-    y |= (high & 1) << 14
+    top = high & 1
+    top <<= 14
+    y |= top
     p = (low & 2).astype(np.uint8)
     p >>= 1
     return Aedat3Events(

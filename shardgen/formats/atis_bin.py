@@ -61,13 +61,13 @@ def _decode(records: np.ndarray, overflow: str, carried: int) -> tuple[Events, i
     """Decode ``(n, 5)`` uint8 records; ``carried`` overflow markers were seen before them."""
     n = records.shape[0]
     x = records[:, 0].copy()  # uint8, as stored (the smallest type that holds the field)
+    y = records[:, 1].copy()
+    p = records[:, 2] >> 7
     # bytes 1-4 of each record as one big-endian word: y (8 bits), p (1 bit), t (23 bits)
     word = np.ndarray((n,), dtype=">u4", buffer=records, offset=1, strides=(RECORD_SIZE,)) if n else \
         np.zeros(0, np.uint32)
-    word = word.astype(np.uint32)
-    y = (word >> 24).astype(np.uint8)
-    p = ((word >> 23) & 1).astype(np.uint8)
-    t = (word & 0x7FFFFF).astype(np.int64)
+    t = word.astype(np.int64)
+    t &= 0x7FFFFF
     skipped: dict[str, int] = {}
     if overflow == "authors":
         marker = y == OVERFLOW_Y
