@@ -146,7 +146,7 @@ def encode_frames(samples: Sequence[CutSample], sensor_size: Sequence[int], cctx
     return frames
 
 
-_MAP_HEAD = b"\x87"  # a msgpack map of 7 entries
+_MAP_HEAD = msgpack.Packer().pack_map_header(7)  # the map of 7 entries, its first key below
 _T0_KEY, _DT_DTYPE_KEY, _DT_KEY = (msgpack.packb(k) for k in ("t0", "dt_dtype", "dt"))
 _MAP_HEAD += msgpack.packb("n")
 _CODE_VALUE = {code: msgpack.packb(code) for code, _, _ in _RANGES}
