@@ -22,7 +22,7 @@ import numpy as np
 import zstandard
 
 from loader import pixels
-from loader.format import compress_frame, encode_label, encode_sample
+from loader.format import _COLUMN_DTYPES, _smallest, compress_frame, encode_label, encode_sample
 from loader.sampletar import (  # the tar header writer is private to the format; this module writes the same tar
     EVENTS_SUFFIX,
     LABEL_SUFFIX,
@@ -31,17 +31,6 @@ from loader.sampletar import (  # the tar header writer is private to the format
     check_key,
 )
 from shardgen.datasets.base import CutSample
-
-_RANGES = [(code, *(int(v) for v in (np.iinfo(code).min, np.iinfo(code).max)))
-           for code in ("u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8")]
-
-
-def _code(lo: int, hi: int) -> str:
-    """Smallest integer type code holding ``[lo, hi]`` (the rule of ``loader.format._smallest``)."""
-    for code, cmin, cmax in _RANGES:
-        if (code[0] == "u") == (lo >= 0) and cmin <= lo and hi <= cmax:
-            return code
-    raise OverflowError(f"values [{lo}, {hi}] do not fit 64 bits")
 
 
 def _byte_planes(values: np.ndarray, k: int) -> list[np.ndarray]:
@@ -104,7 +93,7 @@ def encode_frames(samples: Sequence[CutSample], sensor_size: Sequence[int], cctx
     p = _joined([s.p for s in samples])
     pix = pixels.pack_pixels(x, y, p, h, w)
     del x, y, p
-    pix_code = _code(0, 2 * h * w - 1)
+    pix_code = _smallest(0, 2 * h * w - 1)
     pix_planes = _byte_planes(pix, int(pix_code[1]))
     # Deltas of the whole batch; those across a sample boundary are computed but never used.
     dt = np.empty(max(total, 1), np.int64)
@@ -119,7 +108,7 @@ def encode_frames(samples: Sequence[CutSample], sensor_size: Sequence[int], cctx
         lows = np.minimum.reduceat(dt, bounds)[0::2].tolist()
         highs = np.maximum.reduceat(dt, bounds)[0::2].tolist()
         for i, lo, hi in zip(np.flatnonzero(inner).tolist(), lows, highs, strict=True):
-            codes[i] = _code(lo, hi)
+            codes[i] = _smallest(lo, hi)
     dt_planes = _byte_planes(dt, max(int(c[1]) for c in codes))
     t0s = t[np.minimum(starts[:-1], total - 1)].tolist() if total else [0] * len(samples)
     # The events payload is the msgpack map {n, t0, dt_dtype, dt, hw, pix_dtype, pix} (loader.format.encode_events),
@@ -149,7 +138,7 @@ def encode_frames(samples: Sequence[CutSample], sensor_size: Sequence[int], cctx
 _MAP_HEAD = msgpack.Packer().pack_map_header(7)  # the map of 7 entries, its first key below
 _T0_KEY, _DT_DTYPE_KEY, _DT_KEY = (msgpack.packb(k) for k in ("t0", "dt_dtype", "dt"))
 _MAP_HEAD += msgpack.packb("n")
-_CODE_VALUE = {code: msgpack.packb(code) for code, _, _ in _RANGES}
+_CODE_VALUE = {code: msgpack.packb(code) for code in _COLUMN_DTYPES}
 _PADS = [bytes(k) for k in range(TAR_BLOCK)]
 
 

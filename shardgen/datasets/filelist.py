@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,13 +40,9 @@ from shardgen.datasets.base import (
     read_all,
     want_all,
 )
-from shardgen.datasets.classfolder import SplitRule, read_member, split_by_class
+from shardgen.datasets.classfolder import Reader, SplitRule, read_member, split_by_class
 from shardgen.datasets.md5check import Md5Check
 from shardgen.datasets.zips import InnerZips
-from shardgen.formats.events import Events
-
-Reader = Callable[[Any, str, bool], Events]
-"""``read(data, where, allow_truncated) -> Events`` with the dataset's conventions applied."""
 
 
 @dataclass(frozen=True)
