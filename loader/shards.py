@@ -414,13 +414,13 @@ class ShardSet:
         if on_error not in ON_ERROR:
             raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         stats = self.stats if stats is None else stats
-        offsets = shard["offsets"]
-        blocks = _blocks(offsets, start, stop, block)
+        ends = np.asarray(shard["offsets"][start : stop + 1]).tolist()  # Python ints: indexed per sample below
+        blocks = _runs(ends, start, block)
         fh: BinaryIO | None = None
         pending: Future[bytes] | None = None
         try:
             for n, (i, j) in enumerate(blocks):
-                lo, hi = int(offsets[i]), int(offsets[j])
+                lo, hi = ends[i - start], ends[j - start]
                 try:
                     if self.cache is not None:
                         if fh is None:
@@ -446,9 +446,8 @@ class ShardSet:
                     warnings.warn(f"eventshard: skipped {url}: {why}", stacklevel=2)
                     return
                 view = memoryview(block)
-                ends = offsets[i : j + 1].tolist()
-                for a, b in zip(ends, ends[1:], strict=False):
-                    yield view[a - lo : b - lo]
+                for k in range(i - start, j - start):
+                    yield view[ends[k] - lo : ends[k + 1] - lo]
         finally:
             if pending is not None:
                 pending.cancel()  # a read already running finishes in the background; its bytes are dropped
@@ -471,8 +470,13 @@ class ShardSet:
 def _blocks(offsets: np.ndarray, start: int, stop: int, block: int | None = None) -> list[tuple[int, int]]:
     """Samples ``start..stop-1`` cut into runs ``(i, j)`` of about ``block`` bytes (default :data:`READ_BLOCK`;
     at least one sample); ``offsets`` as :func:`loader.index.decode_offsets` gives them."""
+    return _runs(np.asarray(offsets[start : stop + 1]).tolist(), start, block)
+
+
+def _runs(ends: list[int], start: int, block: int | None = None) -> list[tuple[int, int]]:
+    """:func:`_blocks` on ``ends``, the offsets of samples ``start`` … ``start + len(ends) - 1`` as Python ints."""
     block = READ_BLOCK if block is None else block
-    ends = np.asarray(offsets[start : stop + 1]).tolist()
+    stop = start + len(ends) - 1
     out = []
     i = start
     while i < stop:
